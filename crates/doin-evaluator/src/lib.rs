@@ -1,0 +1,1 @@
+//! doin-evaluator (in progress)

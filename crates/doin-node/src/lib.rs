@@ -1,0 +1,1 @@
+//! doin-node (in progress)

@@ -1,0 +1,1 @@
+//! doin-optimizer (in progress)

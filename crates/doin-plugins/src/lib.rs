@@ -1,0 +1,1 @@
+//! doin-plugins (in progress)
