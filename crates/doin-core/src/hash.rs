@@ -1,6 +1,7 @@
 //! blake3 hashing with one domain-separation context per object kind, and the merkle root.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -111,6 +112,8 @@ pub enum HashKind {
 }
 
 impl HashKind {
+    const COUNT: usize = 14;
+
     /// The derive-key context string. Changing one is a hard fork.
     pub const fn context(self) -> &'static str {
         match self {
@@ -131,15 +134,22 @@ impl HashKind {
         }
     }
 
+    /// The 32-byte blake3 key of this kind, derived once from its context string.
+    /// Keyed hashing with a derived key is blake3's own domain separation, and it avoids
+    /// re-deriving the context on every hash (merkle roots hash thousands of small inputs).
+    fn key(self) -> &'static [u8; 32] {
+        static KEYS: [OnceLock<[u8; 32]>; HashKind::COUNT] =
+            [const { OnceLock::new() }; HashKind::COUNT];
+        KEYS[self as usize].get_or_init(|| blake3::derive_key(self.context(), &[]))
+    }
+
     /// Starts an incremental hasher for this kind.
     pub fn hasher(self) -> blake3::Hasher {
-        blake3::Hasher::new_derive_key(self.context())
+        blake3::Hasher::new_keyed(self.key())
     }
 
     pub fn hash(self, bytes: &[u8]) -> Hash32 {
-        let mut h = self.hasher();
-        h.update(bytes);
-        Hash32(*h.finalize().as_bytes())
+        Hash32(*blake3::keyed_hash(self.key(), bytes).as_bytes())
     }
 
     /// Hashes the canonical encoding of `value`.
@@ -190,6 +200,32 @@ mod tests {
 
     fn id(n: u8) -> Hash32 {
         Hash32([n; 32])
+    }
+
+    #[test]
+    fn every_kind_has_its_own_key_slot_and_context() {
+        use HashKind::*;
+        let all = [
+            Tx, Block, Commit, QuorumSeed, DataSeed, MerkleLeaf, MerkleNode, State, Params,
+            Channel, Voucher, Domain, Message, Checkpoint,
+        ];
+        assert_eq!(all.len(), HashKind::COUNT);
+        let contexts: std::collections::BTreeSet<_> = all.iter().map(|k| k.context()).collect();
+        assert_eq!(contexts.len(), all.len());
+        for (i, k) in all.iter().enumerate() {
+            assert_eq!(*k as usize, i);
+        }
+    }
+
+    #[test]
+    fn incremental_and_one_shot_hashes_agree() {
+        let mut h = HashKind::Block.hasher();
+        h.update(b"ab");
+        h.update(b"c");
+        assert_eq!(
+            Hash32(*h.finalize().as_bytes()),
+            HashKind::Block.hash(b"abc")
+        );
     }
 
     #[test]
