@@ -109,10 +109,14 @@ pub enum HashKind {
     Domain,
     Message,
     Checkpoint,
+    /// A model's parameter blob (content address).
+    Model,
+    /// An evaluator's synthetic dataset.
+    Dataset,
 }
 
 impl HashKind {
-    const COUNT: usize = 14;
+    const COUNT: usize = 16;
 
     /// The derive-key context string. Changing one is a hard fork.
     pub const fn context(self) -> &'static str {
@@ -131,6 +135,8 @@ impl HashKind {
             HashKind::Domain => "doin/domain v1",
             HashKind::Message => "doin/message v1",
             HashKind::Checkpoint => "doin/checkpoint v1",
+            HashKind::Model => "doin/model v1",
+            HashKind::Dataset => "doin/dataset v1",
         }
     }
 

@@ -377,7 +377,6 @@ pub fn credit_units(credit: f64, work_per_unit: u64) -> u64 {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -52,16 +52,12 @@ use crate::hash::{Hash32, HashKind};
 use crate::limits::{LimitError, ParamBounds, ResourceLimits};
 use crate::params::DomainId;
 
-/// Derive-key context of dataset hashes. A dedicated context keeps a dataset digest from
-/// ever being confused with a parameters digest of the same bytes.
-const DATASET_CONTEXT: &str = "doin/dataset v1";
-
 /// Longest plugin name, in bytes.
 pub const MAX_PLUGIN_NAME_LEN: usize = 64;
 
-/// Content address of a parameter blob.
+/// Content address of a parameter blob (model weights and hyperparameters).
 pub fn params_hash(params: &[u8]) -> Hash32 {
-    HashKind::Params.hash(params)
+    HashKind::Model.hash(params)
 }
 
 // === errors ===
@@ -173,9 +169,7 @@ impl Dataset {
 
     /// The digest an evaluator puts in its vote, so anyone can check which data it used.
     pub fn hash(&self) -> Hash32 {
-        let mut hasher = blake3::Hasher::new_derive_key(DATASET_CONTEXT);
-        hasher.update(&self.bytes);
-        Hash32(*hasher.finalize().as_bytes())
+        HashKind::Dataset.hash(&self.bytes)
     }
 }
 
@@ -492,7 +486,6 @@ fn validate_plugin_name(name: &str) -> PluginResult<()> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -989,7 +982,7 @@ mod tests {
     fn dataset_and_params_hashes_are_separated() {
         let bytes = vec![1, 2, 3];
         assert_ne!(Dataset::new(bytes.clone()).hash(), params_hash(&bytes));
-        assert_eq!(params_hash(&bytes), HashKind::Params.hash(&bytes));
+        assert_eq!(params_hash(&bytes), HashKind::Model.hash(&bytes));
         let debug = format!(
             "{:?}",
             Proposal {

@@ -784,7 +784,7 @@ impl ChainState {
                 claim: reveal.claim,
                 params_hash: reveal.params_hash,
                 metrics: reveal.metrics.clone(),
-                verdict: outcome.verdict.clone(),
+                verdict: outcome.verdict,
                 work: 0,
                 votes: reveal.votes.clone(),
                 burned: Amount::ZERO,

@@ -364,17 +364,16 @@ fn every_flipped_bit_of_a_block_is_rejected() {
     // One bit per byte (rotating through the bit positions) keeps this fast in debug builds;
     // the transaction test below flips every bit.
     for byte in 0..wire.len() {
-        for bit in [byte % 8] {
-            let mut bad = wire.clone();
-            bad[byte] ^= 1 << bit;
-            let accepted = Block::from_wire(&bad)
-                .ok()
-                .and_then(|b| parent.apply_block(&chain.params, &b, now).ok());
-            assert!(
-                accepted.is_none(),
-                "flip of bit {bit} in byte {byte} accepted"
-            );
-        }
+        let bit = byte % 8;
+        let mut bad = wire.clone();
+        bad[byte] ^= 1 << bit;
+        let accepted = Block::from_wire(&bad)
+            .ok()
+            .and_then(|b| parent.apply_block(&chain.params, &b, now).ok());
+        assert!(
+            accepted.is_none(),
+            "flip of bit {bit} in byte {byte} accepted"
+        );
     }
 }
 
