@@ -213,7 +213,7 @@ mod tests {
         use HashKind::*;
         let all = [
             Tx, Block, Commit, QuorumSeed, DataSeed, MerkleLeaf, MerkleNode, State, Params,
-            Channel, Voucher, Domain, Message, Checkpoint,
+            Channel, Voucher, Domain, Message, Checkpoint, Model, Dataset,
         ];
         assert_eq!(all.len(), HashKind::COUNT);
         let contexts: std::collections::BTreeSet<_> = all.iter().map(|k| k.context()).collect();
