@@ -140,6 +140,10 @@ pub struct DomainInfo {
     pub version: u32,
     /// Performance at which optimization of this domain is considered converged.
     pub target_performance: Option<f64>,
+    /// The performance the domain starts from before any champion (e.g. the quadratic's
+    /// performance at the centre of its bounds). Must be finite; the node uses it for the
+    /// chain's domain parameters.
+    pub baseline_performance: f64,
 }
 
 impl DomainInfo {
@@ -681,6 +685,7 @@ mod tests {
                 performance_metric: "neg_squared_error".into(),
                 version: 1,
                 target_performance: setup.target_performance,
+                baseline_performance: objective(0.0, OPTIMUM),
             },
             noise,
         }

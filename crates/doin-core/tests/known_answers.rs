@@ -99,8 +99,8 @@ fn known_answers() {
         ("data_seed", "5a75f7a56592d40c0cd5929171ba16ff091b22b67b4e5bb07d007bbf73d308b9"),
         ("quorum_of_10_to_19", "10,14,15"),
         ("channel_id", "bdf5cae0ed5789cc0101b588b7e6c8ce3c1ee607629a3991525ac0913d513a7e"),
-        ("dev_params_hash", "b959834661c075acda2a9cfdfa4cd8256cfe8e9b1f1e88381e92a54e6281b642"),
-        ("dev_genesis_hash", "5b6a1556f65add34ad298c934ef84865f660c74cc89a77a2d1cb2e6bc2b2cc48"),
+        ("dev_params_hash", "966c099b2074bef27e7b7637c0ae449245a5524b1942b43b74c897879ddc7410"),
+        ("dev_genesis_hash", "5009162855b36fc66b58c496e0542ee0158318bdccf9520c8711db4dbe9c6e85"),
         ("subsidy_210001", "2500000000"),
         ("issuance_1000000", "2018750000000000"),
     ];

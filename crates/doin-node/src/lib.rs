@@ -1,1 +1,17 @@
-//! doin-node (in progress)
+//! # doin-node
+//!
+//! One DOIN node: block production, the optimizer and evaluator roles, SQLite chain
+//! storage, content-addressed parameter blobs and the HTTP API, composed around a shared
+//! [`context::NodeContext`]. The optimizer and evaluator engines come from the
+//! `doin-optimizer` and `doin-evaluator` crates and are driven through trait objects.
+
+pub mod blobs;
+pub mod cli;
+pub mod context;
+pub mod http;
+pub mod mempool;
+pub mod node;
+pub mod producer;
+pub mod roles;
+pub mod settings;
+pub mod storage;

@@ -1,1 +1,66 @@
-//! doin-optimizer (in progress)
+//! # doin-optimizer
+//!
+//! The optimizer side of a DOIN node: an [`Engine`] drives one domain plugin's optimizer (one
+//! island of the island model) round by round and decides what is worth committing.
+//!
+//! # Bird's eye view
+//!
+//! ```text
+//!            observe_champion(migrant)            step()  (on a blocking thread)
+//!   node ───────────────────────────────► Engine ◄────────────────────────────── node
+//!                                           │  propose(ctx{champion, round seed})
+//!                                           ▼
+//!                                  plugin's Optimize (e.g. the quadratic's random-step climber)
+//!                                           │  Proposal {params, claim}
+//!                                           ▼
+//!              Step::Improved(proposal) → commit │ NoImprovement │ Converged → stop proposing
+//! ```
+//!
+//! The plugin owns the search (how candidates are made and decoded); the engine owns what is
+//! protocol: round seeds derived from the run seed (a run reproduces from its seed), the
+//! commit rule (beat the champion and the last commit by ε, within the domain's size limit),
+//! L2 patience (`optimization_patience` rounds without progress is a stall), the stop
+//! criterion (`target_performance`: a converged domain stops consuming compute) and
+//! migration (champions of other islands are injected into the plugin's optimizer).
+//!
+//! The node composes the engine as a `Box<dyn OptimizerRole>`, so that tests and other
+//! engines (a GA over a plugin's `Train` capability, an external process) can stand in.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use doin_core::plugin::{DomainPlugin, OptimizerSetup, PluginSetup};
+//! use doin_core::params::DomainId;
+//! use doin_optimizer::{Engine, OptimizerRole, Step, StopSettings};
+//!
+//! let setup = PluginSetup::new(DomainId::new("quadratic").unwrap());
+//! let plugin: Arc<dyn DomainPlugin> = doin_plugins::quadratic::factory(&setup).unwrap();
+//! let stop = StopSettings::default().with_target_performance(Some(-100.0));
+//! let engine = Engine::new(plugin, OptimizerSetup { seed: 7, ..Default::default() }, stop).unwrap();
+//! let mut role: Box<dyn OptimizerRole> = Box::new(engine);
+//! while role.step().unwrap() != Step::Converged {}
+//! assert!(role.stats().best_performance.unwrap() >= -100.0);
+//! ```
+
+mod engine;
+
+pub use engine::{
+    round_seed, Engine, EngineError, EngineResult, EngineStats, Step, StopSettings,
+    DEFAULT_MIN_IMPROVEMENT, DEFAULT_OPTIMIZATION_PATIENCE,
+};
+
+use doin_core::plugin::Migrant;
+
+/// What the node needs from an optimizer: implemented by [`Engine`], composed by the node as
+/// `Box<dyn OptimizerRole>` and driven from one thread at a time.
+pub trait OptimizerRole: Send {
+    /// One round of search: CPU-bound, so call it from a blocking thread.
+    fn step(&mut self) -> EngineResult<Step>;
+
+    /// A champion accepted on chain, or revealed by another island (optimistic adoption).
+    fn observe_champion(&mut self, migrant: Migrant) -> EngineResult<()>;
+
+    fn stats(&self) -> EngineStats;
+}
+
+#[cfg(test)]
+mod tests;

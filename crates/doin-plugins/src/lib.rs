@@ -1,8 +1,18 @@
 #![doc = include_str!("../README.md")]
 
 pub mod device;
+pub mod quadratic;
 
 pub use device::{
     configure_determinism, cuda_available, select_device, try_select_device, DeviceError,
     DevicePreference,
 };
+
+/// A registry of the domains built into this crate, for the node binary to extend with any
+/// plugin crate it links: `quadratic` (also under its original name `simple_quadratic`).
+pub fn builtin_registry() -> doin_core::plugin::PluginRegistry {
+    let mut registry = doin_core::plugin::PluginRegistry::new();
+    quadratic::register(&mut registry)
+        .expect("built-in plugin names are valid and registered once");
+    registry
+}

@@ -1,0 +1,158 @@
+//! What the node's services share: chain parameters, identity, storage, the current chain
+//! view, the mempool, per-domain status and the event stream.
+//!
+//! Only the block producer ([`crate::producer`]) replaces the chain view; everyone else reads
+//! it. Reads are cheap: the view holds the state behind an `Arc`, swapped once per block.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use doin_core::amount::Amount;
+use doin_core::block::BlockHeader;
+use doin_core::fee::suggested_bid;
+use doin_core::identity::{AccountId, Keypair};
+use doin_core::params::{ChainParams, DomainId};
+use doin_core::state::{ApplyError, BlockReceipt, ChainState};
+use doin_core::tx::{SignedTx, TxBody, TxError, TxId, TxKind};
+use thiserror::Error;
+use tokio::sync::{broadcast, Notify};
+
+use crate::blobs::BlobStore;
+use crate::mempool::{Mempool, MempoolError};
+use crate::storage::Store;
+
+/// Tip the node adds to its own transactions (commits, reveals, votes).
+const OWN_TIP: Amount = Amount(100);
+
+/// The chain as of the latest block.
+#[derive(Debug, Clone)]
+pub struct ChainView {
+    pub state: Arc<ChainState>,
+    pub tip: BlockHeader,
+}
+
+/// Something that happened, for the roles, the logs and (later) the dashboard.
+#[derive(Debug, Clone)]
+pub enum ChainEvent {
+    Block {
+        header: BlockHeader,
+        receipt: Arc<BlockReceipt>,
+        tx_count: usize,
+    },
+}
+
+/// A domain this node works on, as shown by `/status`.
+#[derive(Debug)]
+pub struct DomainRuntime {
+    pub id: DomainId,
+    pub optimize: bool,
+    pub evaluate: bool,
+    pub target_performance: Option<f64>,
+    /// Set once the domain reached its target: the optimizer stops; evaluation goes on.
+    pub converged: AtomicBool,
+    /// Rounds the local optimizer has run.
+    pub rounds: AtomicU64,
+}
+
+/// Why a submitted transaction was refused. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum SubmitError {
+    #[error("invalid transaction: {0}")]
+    Invalid(#[from] TxError),
+    #[error("transaction does not apply to the current state: {0}")]
+    Rejected(#[from] ApplyError),
+    #[error("mempool: {0}")]
+    Mempool(#[from] MempoolError),
+}
+
+/// Shared by every service of one node.
+#[derive(Debug)]
+pub struct NodeContext {
+    pub params: ChainParams,
+    pub key: Keypair,
+    pub store: Store,
+    pub blobs: BlobStore,
+    pub chain: RwLock<ChainView>,
+    pub mempool: Mutex<Mempool>,
+    pub domains: Vec<DomainRuntime>,
+    pub events: broadcast::Sender<ChainEvent>,
+    /// Wakes the block producer when a transaction arrives.
+    pub new_tx: Notify,
+    /// Serializes the node's own transactions (nonce choice, signing, submission).
+    pub own_tx: Mutex<()>,
+    pub node_label: String,
+    pub started_at_ms: u64,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl NodeContext {
+    pub fn account(&self) -> AccountId {
+        self.key.account()
+    }
+
+    /// A consistent snapshot of the chain view.
+    pub fn view(&self) -> ChainView {
+        self.chain.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn domain(&self, id: &DomainId) -> Option<&DomainRuntime> {
+        self.domains.iter().find(|d| &d.id == id)
+    }
+
+    /// Verifies a transaction, checks it against the state the next block starts from, and
+    /// queues it. The same path serves `POST /tx` and the node's own roles.
+    pub fn submit(&self, tx: SignedTx) -> Result<TxId, SubmitError> {
+        let id = tx.verify_stateless(&self.params)?;
+        let view = self.view();
+        let account_nonce = view.state.account(&tx.body.sender).nonce;
+        {
+            let mut pool = self.mempool.lock().unwrap_or_else(|e| e.into_inner());
+            // Only the first pending transaction of a sender can be checked against the
+            // state exactly; later nonces are checked when the block is built.
+            if tx.body.nonce == account_nonce {
+                let mut next = view.state.for_next_block();
+                next.apply_tx(&self.params, &tx, view.state.height + 1)?;
+            }
+            pool.insert(id, tx, account_nonce)?;
+        }
+        self.new_tx.notify_one();
+        Ok(id)
+    }
+
+    /// Signs and submits a transaction of the node's own, with the next free nonce (after
+    /// its pending ones) and a fee bid with headroom over the current base fee.
+    pub fn submit_own(&self, kind: TxKind) -> Result<TxId, SubmitError> {
+        let _guard = self.own_tx.lock().unwrap_or_else(|e| e.into_inner());
+        let view = self.view();
+        let me = self.account();
+        let mut nonce = view.state.account(&me).nonce;
+        {
+            let pool = self.mempool.lock().unwrap_or_else(|e| e.into_inner());
+            while pool.has_nonce(&me, nonce) {
+                nonce += 1;
+            }
+        }
+        let tx = TxBody {
+            chain_id: self.params.chain_id.clone(),
+            sender: me,
+            nonce,
+            fee: suggested_bid(view.state.base_fee, OWN_TIP),
+            kind,
+        }
+        .sign(&self.key);
+        self.submit(tx)
+    }
+
+    pub fn mark_converged(&self, id: &DomainId) {
+        if let Some(d) = self.domain(id) {
+            d.converged.store(true, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The block producer: the only writer of the chain.
+//!
+//! It builds a block from the mempool whenever the candidate block carries enough verified
+//! work, or once the empty-block interval has passed; stores it in one database transaction;
+//! then swaps the shared chain view and announces the block. A block is stored before anyone
+//! can see it, so a crash never exposes a block that a restart would not find.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use doin_core::state::BuildError;
+use tokio::sync::watch;
+
+use crate::context::{now_ms, ChainEvent, ChainView, NodeContext};
+
+/// How often the producer looks for a block when nothing wakes it.
+fn poll_interval(ctx: &NodeContext) -> Duration {
+    Duration::from_millis((ctx.params.target_block_time_ms / 4).clamp(20, 250))
+}
+
+/// Runs until `shutdown` flips to true.
+pub async fn run(ctx: Arc<NodeContext>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let poll = poll_interval(&ctx);
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        if let Err(err) = produce_once(&ctx).await {
+            // A storage failure is fatal: the node must not go on with a chain it cannot keep.
+            tracing::error!("block production stopped: {err:#}");
+            return Err(err);
+        }
+        tokio::select! {
+            _ = shutdown.changed() => {}
+            _ = ctx.new_tx.notified() => {}
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+/// Tries to produce one block now. Returns Ok whether or not a block was due.
+pub async fn produce_once(ctx: &Arc<NodeContext>) -> anyhow::Result<()> {
+    let view = ctx.view();
+    let now = now_ms();
+    let pending = ctx.mempool.lock().unwrap_or_else(|e| e.into_inner()).len();
+    let interval_passed = now >= view.state.empty_block_allowed_from(&ctx.params);
+    // Not before the target block time, unless transactions wait and may carry work.
+    if now < view.state.tip_time_ms + ctx.params.target_block_time_ms && !interval_passed {
+        return Ok(());
+    }
+    if pending == 0 && !interval_passed {
+        return Ok(());
+    }
+    let candidates = ctx
+        .mempool
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .candidates(ctx.params.max_block_txs as usize);
+    let build_ctx = Arc::clone(ctx);
+    let state = Arc::clone(&view.state);
+    let timestamp = now.max(view.state.tip_time_ms + 1);
+    let built = tokio::task::spawn_blocking(move || {
+        state.build_block(&build_ctx.params, &build_ctx.key, timestamp, candidates)
+    })
+    .await?;
+    let built = match built {
+        Ok(built) => built,
+        Err(BuildError::NotReady { .. }) => return Ok(()),
+        Err(err @ BuildError::Timestamp(_)) => {
+            tracing::warn!("cannot build a block yet: {err}");
+            return Ok(());
+        }
+    };
+    for skipped in &built.skipped {
+        tracing::debug!("left out transaction {}: {}", skipped.id, skipped.reason);
+    }
+    ctx.store
+        .append_block(&built.block, &built.state, &built.receipt)
+        .await?;
+
+    let header = built.block.header.clone();
+    let state = Arc::new(built.state);
+    {
+        let mut pool = ctx.mempool.lock().unwrap_or_else(|e| e.into_inner());
+        pool.prune(|a| state.account(a).nonce);
+        for s in &built.skipped {
+            // Transactions that can never apply (bad nonce aside) are dropped.
+            if !matches!(s.reason, doin_core::state::ApplyError::Nonce { .. }) {
+                pool.remove(&s.id);
+            }
+        }
+    }
+    *ctx.chain.write().unwrap_or_else(|e| e.into_inner()) = ChainView {
+        state: Arc::clone(&state),
+        tip: header.clone(),
+    };
+    log_block(ctx, &header, &built.receipt, built.block.txs.len());
+    let _ = ctx.events.send(ChainEvent::Block {
+        header,
+        receipt: Arc::new(built.receipt),
+        tx_count: built.block.txs.len(),
+    });
+    Ok(())
+}
+
+fn log_block(
+    ctx: &NodeContext,
+    header: &doin_core::block::BlockHeader,
+    receipt: &doin_core::state::BlockReceipt,
+    txs: usize,
+) {
+    let mine = receipt
+        .payouts
+        .get(&ctx.account())
+        .copied()
+        .unwrap_or_default();
+    tracing::info!(
+        "block {} mined: {} txs, work {}, minted {}, my reward {}, hash {}",
+        header.height,
+        txs,
+        header.work,
+        receipt.minted,
+        mine,
+        &header.hash().to_hex()[..16]
+    );
+}

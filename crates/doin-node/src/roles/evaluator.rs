@@ -1,0 +1,155 @@
+//! The evaluator role, and the champion feed to the local optimizers.
+//!
+//! After every block it looks for revealed optimae whose quorum drew this node and that it
+//! has not voted on, measures each on its own synthetic data (off the async threads) and
+//! votes. It also hands newly accepted champions to the optimizer engines of their domains.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use doin_core::hash::Hash32;
+use doin_core::optimae::Verdict;
+use doin_core::params::DomainId;
+use doin_core::plugin::Migrant;
+use doin_core::tx::TxKind;
+use doin_evaluator::EvaluatorRole;
+use tokio::sync::{broadcast, watch};
+
+use super::optimizer::OptimizerHandle;
+use crate::context::{ChainEvent, NodeContext};
+
+/// The score voted for parameters that do not even load: finite (votes must be), and far
+/// below any honest claim, so the claim is not reproduced.
+pub const UNLOADABLE_SCORE: f64 = -1e300;
+
+/// Runs until shutdown.
+pub async fn run(
+    ctx: Arc<NodeContext>,
+    evaluators: BTreeMap<DomainId, Arc<dyn EvaluatorRole>>,
+    optimizers: Vec<OptimizerHandle>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut events = ctx.events.subscribe();
+    let mut attempted: HashSet<Hash32> = HashSet::new();
+    vote_where_drawn(&ctx, &evaluators, &mut attempted);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            event = events.recv() => match event {
+                Ok(ChainEvent::Block { receipt, .. }) => {
+                    feed_champions(&ctx, &optimizers, &receipt.verdicts);
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        }
+        vote_where_drawn(&ctx, &evaluators, &mut attempted);
+    }
+}
+
+fn vote_where_drawn(
+    ctx: &Arc<NodeContext>,
+    evaluators: &BTreeMap<DomainId, Arc<dyn EvaluatorRole>>,
+    attempted: &mut HashSet<Hash32>,
+) {
+    let view = ctx.view();
+    let me = ctx.account();
+    attempted.retain(|c| view.state.optimae.contains_key(c));
+    for (commitment, pending) in &view.state.optimae {
+        let Some(reveal) = &pending.reveal else {
+            continue;
+        };
+        let Some(evaluator) = evaluators.get(&pending.domain) else {
+            continue;
+        };
+        if !reveal.quorum.contains(&me)
+            || reveal.votes.contains_key(&me)
+            || !attempted.insert(*commitment)
+        {
+            continue;
+        }
+        let (ctx, evaluator, commitment) = (Arc::clone(ctx), Arc::clone(evaluator), *commitment);
+        let (seed, params_hash, domain) = (
+            reveal.quorum_seed,
+            reveal.params_hash,
+            pending.domain.clone(),
+        );
+        tokio::spawn(async move {
+            let blobs = ctx.blobs.clone();
+            let measured = tokio::task::spawn_blocking(move || {
+                let params = blobs
+                    .get(&params_hash)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| {
+                        format!(
+                            "parameters {} are not available on this node",
+                            &params_hash.to_hex()[..12]
+                        )
+                    })?;
+                evaluator
+                    .evaluate(&seed, &me, &params, &params_hash)
+                    .map(|v| (v.measured, v.data_hash))
+                    .or_else(|err| {
+                        if err.blames_params() {
+                            Ok((UNLOADABLE_SCORE, Hash32::ZERO))
+                        } else {
+                            Err(err.to_string())
+                        }
+                    })
+            })
+            .await;
+            match measured {
+                Ok(Ok((measured, data_hash))) => {
+                    match ctx.submit_own(TxKind::Vote {
+                        commitment,
+                        measured,
+                        data_hash,
+                    }) {
+                        Ok(_) => tracing::info!(
+                            "{domain}: evaluated {} on my own synthetic data: {measured:.4}; voted",
+                            &commitment.to_hex()[..12]
+                        ),
+                        Err(err) => tracing::warn!("{domain}: vote not submitted: {err}"),
+                    }
+                }
+                Ok(Err(reason)) => {
+                    tracing::warn!("{domain}: cannot evaluate: {reason}; not voting")
+                }
+                Err(join) => tracing::error!("{domain}: evaluation task failed: {join}"),
+            }
+        });
+    }
+}
+
+fn feed_champions(
+    ctx: &NodeContext,
+    optimizers: &[OptimizerHandle],
+    verdicts: &[doin_core::state::VerdictRecord],
+) {
+    for record in verdicts {
+        let Verdict::Accepted { median, .. } = record.verdict else {
+            continue;
+        };
+        if let Some(runtime) = ctx.domain(&record.domain) {
+            if runtime.target_performance.is_some_and(|t| median >= t) {
+                ctx.mark_converged(&record.domain);
+            }
+        }
+        let Some(handle) = optimizers.iter().find(|h| h.domain == record.domain) else {
+            continue;
+        };
+        match ctx.blobs.get(&record.params_hash) {
+            Ok(Some(params)) => {
+                let _ = handle.champions.send(Migrant {
+                    params,
+                    performance: median,
+                    hyperparameters: Default::default(),
+                });
+            }
+            _ => tracing::debug!(
+                "champion parameters {} not held locally",
+                record.params_hash
+            ),
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The optimizer role of one domain.
+//!
+//! A dedicated thread runs the optimizer engine (CPU-bound training never blocks the async
+//! runtime) and publishes its best candidate. An async pipeline takes the latest candidate
+//! that beats the on-chain champion, stores its parameters, commits, waits for the commit's
+//! block, reveals, and follows the verdict; then it takes the next candidate. Champions
+//! accepted on chain are fed back into the engine (island model), and a domain that reaches
+//! its target stops consuming compute.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use doin_core::hash::Hash32;
+use doin_core::optimae;
+use doin_core::params::DomainId;
+use doin_core::plugin::{Migrant, Proposal};
+use doin_core::state::VerdictRecord;
+use doin_core::tx::{Metric, TxKind, MAX_METRICS};
+use doin_optimizer::{OptimizerRole, Step};
+use rand_core::{OsRng, RngCore};
+use tokio::sync::watch;
+
+use super::wait_for_blocks;
+use crate::context::{ChainEvent, NodeContext};
+
+/// What the node keeps to talk to a running optimizer thread.
+#[derive(Debug)]
+pub struct OptimizerHandle {
+    pub domain: DomainId,
+    /// Champions accepted on chain, for the engine's population.
+    pub champions: mpsc::Sender<Migrant>,
+}
+
+/// Starts the engine thread and the commit/reveal pipeline of one domain.
+pub fn spawn(
+    ctx: Arc<NodeContext>,
+    domain: DomainId,
+    engine: Box<dyn OptimizerRole>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<OptimizerHandle> {
+    let (best_tx, best_rx) = watch::channel::<Option<Proposal>>(None);
+    let (champ_tx, champ_rx) = mpsc::channel::<Migrant>();
+    let thread_ctx = Arc::clone(&ctx);
+    let thread_domain = domain.clone();
+    let thread_shutdown = shutdown.clone();
+    std::thread::Builder::new()
+        .name(format!("optimizer-{domain}"))
+        .spawn(move || {
+            engine_loop(
+                thread_ctx,
+                thread_domain,
+                engine,
+                best_tx,
+                champ_rx,
+                thread_shutdown,
+            )
+        })?;
+    tokio::spawn(pipeline(ctx, domain.clone(), best_rx, shutdown));
+    Ok(OptimizerHandle {
+        domain,
+        champions: champ_tx,
+    })
+}
+
+fn engine_loop(
+    ctx: Arc<NodeContext>,
+    domain: DomainId,
+    mut engine: Box<dyn OptimizerRole>,
+    best: watch::Sender<Option<Proposal>>,
+    champions: mpsc::Receiver<Migrant>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let Some(runtime) = ctx.domain(&domain) else {
+        return;
+    };
+    while !*shutdown.borrow() {
+        while let Ok(migrant) = champions.try_recv() {
+            if let Err(err) = engine.observe_champion(migrant) {
+                tracing::warn!("{domain}: champion not adopted: {err}");
+            }
+        }
+        match engine.step() {
+            Ok(Step::Improved(proposal)) => {
+                tracing::debug!(
+                    "{domain}: local improvement to {}",
+                    proposal.claimed_performance
+                );
+                best.send_replace(Some(proposal));
+            }
+            Ok(Step::NoImprovement) => {}
+            Ok(Step::Converged) => {
+                if !runtime.converged.swap(true, Ordering::Relaxed) {
+                    tracing::info!(
+                        "{domain}: target performance reached; optimizer stops, evaluation goes on"
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            Err(err) => {
+                tracing::warn!("{domain}: optimizer step failed: {err}");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+        runtime.rounds.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The current champion performance of a domain (the baseline before any).
+fn champion_performance(ctx: &NodeContext, domain: &DomainId) -> f64 {
+    let view = ctx.view();
+    view.state
+        .champions
+        .get(domain)
+        .map(|c| c.performance)
+        .unwrap_or_else(|| {
+            ctx.params
+                .domain(domain)
+                .map_or(f64::NEG_INFINITY, |d| d.baseline_performance)
+        })
+}
+
+async fn pipeline(
+    ctx: Arc<NodeContext>,
+    domain: DomainId,
+    mut best: watch::Receiver<Option<Proposal>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Some(domain_params) = ctx.params.domain(&domain).cloned() else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            changed = best.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+        let Some(proposal) = best.borrow_and_update().clone() else {
+            continue;
+        };
+        let champion = champion_performance(&ctx, &domain);
+        if proposal.claimed_performance < champion + domain_params.min_improvement {
+            continue; // someone else's champion got there first
+        }
+        if let Err(err) = submit_optimae(&ctx, &domain, &proposal, &domain_params).await {
+            tracing::warn!("{domain}: {err}");
+        }
+    }
+}
+
+/// Commit, reveal and follow one candidate to its verdict.
+async fn submit_optimae(
+    ctx: &Arc<NodeContext>,
+    domain: &DomainId,
+    proposal: &Proposal,
+    domain_params: &doin_core::params::DomainParams,
+) -> anyhow::Result<()> {
+    let mut events = ctx.events.subscribe();
+    let blobs = ctx.blobs.clone();
+    let params = proposal.params.clone();
+    let max = domain_params.limits.max_params_bytes;
+    let params_hash = tokio::task::spawn_blocking(move || blobs.put(&params, max)).await??;
+    let params_size = proposal.params.len() as u64;
+    let claim = proposal.claimed_performance;
+    let mut salt = [0u8; 32];
+    OsRng.fill_bytes(&mut salt);
+    let commitment = optimae::commitment(domain, &ctx.account(), &params_hash, claim, &salt);
+    ctx.submit_own(TxKind::Commit {
+        domain: domain.clone(),
+        commitment,
+        stake: domain_params.min_stake,
+    })?;
+    tracing::info!(
+        "{domain}: committed {} (claim {claim:.4})",
+        short(&commitment)
+    );
+
+    let window = ctx.params.reveal_window;
+    let included = wait_for_blocks(ctx, &mut events, window, |ctx, _| {
+        let view = ctx.view();
+        view.state
+            .optimae
+            .get(&commitment)
+            .filter(|p| p.commit_height < view.state.height + 1)
+            .map(|_| ())
+    })
+    .await;
+    anyhow::ensure!(
+        included.is_some(),
+        "commit {} was not included in time",
+        short(&commitment)
+    );
+
+    let metrics = metrics_of(proposal);
+    ctx.submit_own(TxKind::Reveal {
+        commitment,
+        params_hash,
+        params_size,
+        claim,
+        salt,
+        metrics,
+    })?;
+    tracing::info!(
+        "{domain}: revealed {} ({params_size} bytes of parameters)",
+        short(&commitment)
+    );
+
+    let horizon = ctx.params.reveal_window + ctx.params.vote_window + 2;
+    let verdict = wait_for_blocks(ctx, &mut events, horizon, |_, event| match event {
+        Some(ChainEvent::Block { receipt, .. }) => receipt
+            .verdicts
+            .iter()
+            .find(|v| v.commitment == commitment)
+            .cloned()
+            .map(Ok)
+            .or_else(|| {
+                receipt
+                    .expired
+                    .iter()
+                    .any(|(c, _)| c == &commitment)
+                    .then_some(Err(()))
+            }),
+        None => None,
+    })
+    .await;
+    match verdict {
+        Some(Ok(record)) => log_verdict(domain, &record),
+        Some(Err(())) => tracing::warn!("{domain}: {} expired unrevealed", short(&commitment)),
+        None => tracing::warn!(
+            "{domain}: no verdict for {} in {horizon} blocks",
+            short(&commitment)
+        ),
+    }
+    Ok(())
+}
+
+fn log_verdict(domain: &DomainId, record: &VerdictRecord) {
+    use doin_core::optimae::Verdict;
+    match &record.verdict {
+        Verdict::Accepted { median, credit } => tracing::info!(
+            "{domain}: verified {}: accepted, median {median:.4}, credit {credit:.4} ({} work)",
+            short(&record.commitment),
+            record.work
+        ),
+        Verdict::Rejected { reason, median } => tracing::warn!(
+            "{domain}: verified {}: rejected ({reason:?}, median {median:.4}), {} burned",
+            short(&record.commitment),
+            record.burned
+        ),
+        Verdict::NoQuorum { votes, needed } => tracing::warn!(
+            "{domain}: {}: no quorum ({votes} of {needed} votes); stake refunded",
+            short(&record.commitment)
+        ),
+    }
+}
+
+/// Experiment metrics and hyperparameters of a proposal, as reveal metrics (bounded).
+fn metrics_of(proposal: &Proposal) -> Vec<Metric> {
+    proposal
+        .hyperparameters
+        .iter()
+        .map(|(k, v)| (format!("hp.{k}"), *v))
+        .chain(proposal.metrics.iter().map(|(k, v)| (k.clone(), *v)))
+        .filter(|(name, v)| {
+            v.is_finite() && !name.is_empty() && name.len() <= doin_core::tx::MAX_METRIC_NAME
+        })
+        .take(MAX_METRICS)
+        .map(|(name, value)| Metric { name, value })
+        .collect()
+}
+
+fn short(h: &Hash32) -> String {
+    h.to_hex()[..12].to_string()
+}

@@ -1,0 +1,436 @@
+//! The engine around one domain's optimizer: rounds, seeds, the commit decision, patience,
+//! convergence and champion migration.
+
+use std::fmt;
+use std::sync::Arc;
+
+use doin_core::config::DomainConfig;
+use doin_core::limits::ResourceLimits;
+use doin_core::plugin::{
+    DomainInfo, DomainPlugin, Migrant, Optimize, OptimizerSetup, PluginError, Proposal,
+    ProposeContext,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::OptimizerRole;
+
+/// L2 patience when `optimization_patience` is absent (the original's node config value).
+pub const DEFAULT_OPTIMIZATION_PATIENCE: u64 = 5;
+/// ε when none is given: the dev chain's `min_improvement`. Pass the chain's own value with
+/// [`StopSettings::with_min_improvement`], so the engine never commits what the verdict would
+/// reject as no improvement.
+pub const DEFAULT_MIN_IMPROVEMENT: f64 = 1e-3;
+
+// === errors ===
+
+/// What went wrong building or driving an [`Engine`].
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum EngineError {
+    /// A stop setting is out of range; `field` names the config key.
+    #[error("invalid optimizer setting {field}: {reason}")]
+    InvalidSetting { field: String, reason: String },
+    /// The plugin failed: building its optimizer, proposing, or injecting a migrant. Check
+    /// [`PluginError::blames_params`] to tell a bad migrant from a local failure.
+    #[error("optimizer plugin: {0}")]
+    Plugin(#[from] PluginError),
+    /// The plugin claimed NaN or an infinity, which no commitment may carry.
+    #[error("the optimizer claimed a non-finite performance ({value})")]
+    NonFiniteClaim { value: f64 },
+    /// A champion or migrant was handed over with a non-finite performance.
+    #[error("the champion's performance is not a finite number ({value})")]
+    NonFiniteChampion { value: f64 },
+}
+
+/// Result alias of engine calls.
+pub type EngineResult<T> = Result<T, EngineError>;
+
+fn invalid(field: &str, reason: impl Into<String>) -> EngineError {
+    EngineError::InvalidSetting {
+        field: field.to_string(),
+        reason: reason.into(),
+    }
+}
+
+// === settings ===
+
+/// When the engine commits, reports a stall, and stops.
+///
+/// ```
+/// use doin_optimizer::{StopSettings, DEFAULT_OPTIMIZATION_PATIENCE};
+///
+/// let stop = StopSettings::default().with_target_performance(Some(-100.0));
+/// assert_eq!(stop.optimization_patience(), DEFAULT_OPTIMIZATION_PATIENCE);
+/// assert_eq!(stop.target_performance(), Some(-100.0));
+/// assert!(stop.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct StopSettings {
+    target_performance: Option<f64>,
+    optimization_patience: u64,
+    min_improvement: f64,
+    baseline_performance: Option<f64>,
+}
+
+impl Default for StopSettings {
+    fn default() -> Self {
+        StopSettings {
+            target_performance: None,
+            optimization_patience: DEFAULT_OPTIMIZATION_PATIENCE,
+            min_improvement: DEFAULT_MIN_IMPROVEMENT,
+            baseline_performance: None,
+        }
+    }
+}
+
+impl StopSettings {
+    /// The settings of a configured domain: its `target_performance`, and
+    /// `optimization_patience` from its (effective) `optimization_config`. ε stays at its
+    /// default: set the chain's with [`StopSettings::with_min_improvement`].
+    pub fn from_domain_config(domain: &DomainConfig) -> EngineResult<Self> {
+        let config = domain.effective_optimization_config();
+        let mut settings =
+            StopSettings::default().with_target_performance(domain.target_performance);
+        if let Some(v) = config.get("optimization_patience") {
+            settings.optimization_patience = positive_integer("optimization_patience", v)?;
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Performance at which the domain is converged (default: none here, in which case the
+    /// engine uses the plugin's [`DomainInfo::target_performance`]).
+    pub fn with_target_performance(mut self, target: Option<f64>) -> Self {
+        self.target_performance = target;
+        self
+    }
+
+    /// Rounds without progress of the local best before the engine reports a stall
+    /// (L2 patience; default [`DEFAULT_OPTIMIZATION_PATIENCE`]).
+    pub fn with_optimization_patience(mut self, rounds: u64) -> Self {
+        self.optimization_patience = rounds;
+        self
+    }
+
+    /// ε: the least improvement over the champion (and over the engine's last commit) that is
+    /// worth committing (default [`DEFAULT_MIN_IMPROVEMENT`]).
+    pub fn with_min_improvement(mut self, epsilon: f64) -> Self {
+        self.min_improvement = epsilon;
+        self
+    }
+
+    /// The champion's performance before any champion is observed: the chain's
+    /// `baseline_performance` of the domain (default: the plugin's
+    /// [`DomainInfo::baseline_performance`]).
+    pub fn with_baseline_performance(mut self, baseline: Option<f64>) -> Self {
+        self.baseline_performance = baseline;
+        self
+    }
+
+    pub fn target_performance(&self) -> Option<f64> {
+        self.target_performance
+    }
+
+    pub fn optimization_patience(&self) -> u64 {
+        self.optimization_patience
+    }
+
+    pub fn min_improvement(&self) -> f64 {
+        self.min_improvement
+    }
+
+    pub fn baseline_performance(&self) -> Option<f64> {
+        self.baseline_performance
+    }
+
+    /// Patience at least 1, ε finite and ≥ 0, target and baseline finite when set.
+    pub fn validate(&self) -> EngineResult<()> {
+        if self.optimization_patience == 0 {
+            return Err(invalid("optimization_patience", "must be at least 1"));
+        }
+        if !self.min_improvement.is_finite() || self.min_improvement < 0.0 {
+            return Err(invalid(
+                "min_improvement",
+                format!("must be a finite number >= 0, got {}", self.min_improvement),
+            ));
+        }
+        for (field, value) in [
+            ("target_performance", self.target_performance),
+            ("baseline_performance", self.baseline_performance),
+        ] {
+            if let Some(v) = value.filter(|v| !v.is_finite()) {
+                return Err(invalid(field, format!("must be a finite number, got {v}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn positive_integer(field: &str, v: &Value) -> EngineResult<u64> {
+    v.as_u64()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| invalid(field, format!("must be an integer >= 1, got {v}")))
+}
+
+/// The seed of round `round` of a run seeded with `run_seed` (splitmix64 of both), so a run
+/// reproduces from its seed and no two rounds share one.
+pub fn round_seed(run_seed: u64, round: u64) -> u64 {
+    fn mix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    mix(mix(run_seed) ^ round)
+}
+
+// === steps and stats ===
+
+/// The outcome of one [`Engine::step`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// A candidate that beats both the engine's last commit and the champion by at least ε:
+    /// worth committing.
+    Improved(Proposal),
+    /// The round's candidate is not worth committing.
+    NoImprovement,
+    /// The domain reached its target: the engine proposes nothing more.
+    Converged,
+}
+
+/// Counters and levels of an engine, for logs, the API and the dashboard.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EngineStats {
+    /// Rounds proposed (a failed proposal counts too).
+    pub rounds: u64,
+    /// Rounds that returned [`Step::Improved`].
+    pub improvements: u64,
+    /// Best claim the optimizer has made, committed or not (`None` before the first round).
+    pub best_performance: Option<f64>,
+    /// The bar a commit must beat: the best champion observed, or the baseline.
+    pub champion_performance: f64,
+    /// Consecutive rounds in which the local best did not improve by ε.
+    pub stalled_rounds: u64,
+    /// `stalled_rounds` reached the patience (L2): the search is stuck.
+    pub stalled: bool,
+    /// The local best or the champion reached the target; `step` no longer proposes.
+    pub converged: bool,
+}
+
+// === the engine ===
+
+/// Drives one domain's optimizer (an island) round by round.
+///
+/// Each [`step`](Engine::step) runs one `propose` of the plugin's optimizer with a round seed
+/// derived from the setup seed, then decides:
+///
+/// * **commit?** The claim must be finite, fit the domain's `max_params_bytes`, and beat both
+///   the engine's last commit and the champion by at least ε: the chain rejects anything less
+///   as no improvement, and re-committing the same candidate only burns stake.
+/// * **stalled?** The local best (the best claim so far) must improve by ε within
+///   `optimization_patience` rounds; otherwise [`EngineStats::stalled`] is set until it does.
+///   The engine keeps searching; the node decides what a stall means (log it, slow down).
+/// * **converged?** Once the local best or the champion reaches the target, `step` returns
+///   [`Step::Converged`] without proposing again (after returning the candidate that reached
+///   it as [`Step::Improved`], so it still gets committed). Convergence is final: build a new
+///   engine to search again.
+///
+/// Champions of other islands arrive through [`observe_champion`](Engine::observe_champion)
+/// and are injected into the plugin's optimizer (the island model).
+pub struct Engine {
+    info: DomainInfo,
+    optimizer: Box<dyn Optimize>,
+    limits: ResourceLimits,
+    seed: u64,
+    stop: StopSettings,
+    target: Option<f64>,
+    /// The champion handed to the optimizer in every round (the best one it accepted).
+    champion: Option<Migrant>,
+    champion_performance: f64,
+    best_performance: Option<f64>,
+    committed_performance: Option<f64>,
+    rounds: u64,
+    improvements: u64,
+    stalled_rounds: u64,
+    converged: bool,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("domain", &self.info.id)
+            .field("seed", &self.seed)
+            .field("stop", &self.stop)
+            .field("target", &self.target)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Builds the plugin's optimizer from `setup` and checks the stop settings. The target is
+    /// the settings' or else the plugin's; the initial champion is the settings' baseline or
+    /// else the plugin's. A baseline already at the target starts the engine converged.
+    pub fn new(
+        plugin: Arc<dyn DomainPlugin>,
+        setup: OptimizerSetup,
+        stop: StopSettings,
+    ) -> EngineResult<Self> {
+        stop.validate()?;
+        let info = plugin.info();
+        let target = stop.target_performance.or(info.target_performance);
+        let baseline = stop
+            .baseline_performance
+            .unwrap_or(info.baseline_performance);
+        if let Some(t) = target.filter(|t| !t.is_finite()) {
+            return Err(invalid(
+                "target_performance",
+                format!("the plugin's target must be a finite number, got {t}"),
+            ));
+        }
+        if !baseline.is_finite() {
+            return Err(invalid(
+                "baseline_performance",
+                format!("the plugin's baseline must be a finite number, got {baseline}"),
+            ));
+        }
+        let optimizer = plugin.new_optimizer(&setup)?;
+        let converged = target.is_some_and(|t| baseline >= t);
+        Ok(Engine {
+            info,
+            optimizer,
+            limits: setup.limits,
+            seed: setup.seed,
+            stop,
+            target,
+            champion: None,
+            champion_performance: baseline,
+            best_performance: None,
+            committed_performance: None,
+            rounds: 0,
+            improvements: 0,
+            stalled_rounds: 0,
+            converged,
+        })
+    }
+
+    /// The domain this engine optimizes.
+    pub fn domain(&self) -> &DomainInfo {
+        &self.info
+    }
+
+    /// The target in force (the settings' or the plugin's).
+    pub fn target_performance(&self) -> Option<f64> {
+        self.target
+    }
+
+    /// Runs one round; CPU-bound (call it from a blocking thread).
+    pub fn step(&mut self) -> EngineResult<Step> {
+        if self.converged {
+            return Ok(Step::Converged);
+        }
+        let round = self.rounds;
+        self.rounds += 1;
+        let ctx = ProposeContext {
+            champion: self.champion.as_ref(),
+            seed: round_seed(self.seed, round),
+            round,
+        };
+        let proposal = self.optimizer.propose(&ctx)?;
+        let claim = proposal.claimed_performance;
+        if !claim.is_finite() {
+            return Err(EngineError::NonFiniteClaim { value: claim });
+        }
+        let size = u64::try_from(proposal.params.len()).unwrap_or(u64::MAX);
+        self.limits
+            .check_params_size(size)
+            .map_err(PluginError::from)?;
+
+        let epsilon = self.stop.min_improvement;
+        if beats(claim, self.best_performance, epsilon) {
+            self.stalled_rounds = 0;
+        } else {
+            self.stalled_rounds = self.stalled_rounds.saturating_add(1);
+        }
+        self.best_performance = Some(self.best_performance.map_or(claim, |b| b.max(claim)));
+
+        let bar = self
+            .committed_performance
+            .map_or(self.champion_performance, |c| {
+                c.max(self.champion_performance)
+            });
+        let worth_committing = beats(claim, Some(bar), epsilon);
+        if self.target.is_some_and(|t| claim >= t) {
+            self.converged = true;
+        }
+        if worth_committing {
+            self.committed_performance = Some(claim);
+            self.improvements += 1;
+            Ok(Step::Improved(proposal))
+        } else if self.converged {
+            Ok(Step::Converged)
+        } else {
+            Ok(Step::NoImprovement)
+        }
+    }
+
+    /// Takes in a champion: accepted on chain, or seen revealed (optimistically). Raises the
+    /// bar a commit must beat to its performance (never lowers it), converges the engine when
+    /// it reaches the target, and injects it into the plugin's optimizer.
+    ///
+    /// The performance is trusted as given: pass an accepted champion's verified (median)
+    /// performance, since a fake high claim would keep this engine from committing. When the
+    /// optimizer rejects the migrant's parameters the bar is still raised (it is the chain's
+    /// champion either way), and the error is returned.
+    pub fn observe_champion(&mut self, migrant: Migrant) -> EngineResult<()> {
+        let performance = migrant.performance;
+        if !performance.is_finite() {
+            return Err(EngineError::NonFiniteChampion { value: performance });
+        }
+        self.champion_performance = self.champion_performance.max(performance);
+        if self.target.is_some_and(|t| performance >= t) {
+            self.converged = true;
+        }
+        self.optimizer.inject(&migrant)?;
+        if self
+            .champion
+            .as_ref()
+            .is_none_or(|c| performance >= c.performance)
+        {
+            self.champion = Some(migrant);
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            rounds: self.rounds,
+            improvements: self.improvements,
+            best_performance: self.best_performance,
+            champion_performance: self.champion_performance,
+            stalled_rounds: self.stalled_rounds,
+            stalled: self.stalled_rounds >= self.stop.optimization_patience,
+            converged: self.converged,
+        }
+    }
+}
+
+/// `value` improves on `bar` by at least `epsilon` (and strictly); anything beats no bar.
+fn beats(value: f64, bar: Option<f64>, epsilon: f64) -> bool {
+    bar.is_none_or(|bar| value > bar && value >= bar + epsilon)
+}
+
+impl OptimizerRole for Engine {
+    fn step(&mut self) -> EngineResult<Step> {
+        Engine::step(self)
+    }
+
+    fn observe_champion(&mut self, migrant: Migrant) -> EngineResult<()> {
+        Engine::observe_champion(self, migrant)
+    }
+
+    fn stats(&self) -> EngineStats {
+        Engine::stats(self)
+    }
+}
