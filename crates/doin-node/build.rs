@@ -14,7 +14,12 @@ fn main() {
     let lib_dir = lib_dir.to_string_lossy();
     if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
         println!("cargo::rustc-link-arg=-Wl,-rpath,{lib_dir}");
-        println!("cargo::rustc-link-arg=-Wl,--no-as-needed");
-        println!("cargo::rustc-link-arg=-ltorch");
+        // Unlike doin-plugins' tests, the node does not force-link libtorch (and with it the
+        // CUDA runtime, ~300 MB resident): the linker keeps libtorch only when a linked
+        // domain really uses it. The `cuda` feature forces it, so that CUDA is detected.
+        if env::var_os("CARGO_FEATURE_CUDA").is_some() {
+            println!("cargo::rustc-link-arg=-Wl,--no-as-needed");
+            println!("cargo::rustc-link-arg=-ltorch");
+        }
     }
 }

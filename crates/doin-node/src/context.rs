@@ -112,16 +112,17 @@ impl NodeContext {
         let id = tx.verify_stateless(&self.params)?;
         let view = self.view();
         let account_nonce = view.state.account(&tx.body.sender).nonce;
-        {
-            let mut pool = self.mempool.lock().unwrap_or_else(|e| e.into_inner());
-            // Only the first pending transaction of a sender can be checked against the
-            // state exactly; later nonces are checked when the block is built.
-            if tx.body.nonce == account_nonce {
-                let mut next = view.state.for_next_block();
-                next.apply_tx(&self.params, &tx, view.state.height + 1)?;
-            }
-            pool.insert(id, tx, account_nonce)?;
+        // Only a sender's next transaction can be checked against the state exactly; later
+        // nonces are checked when the block is built. The trial runs outside the mempool
+        // lock: it copies the state, and readers of the pool must not wait for that.
+        if tx.body.nonce == account_nonce {
+            let mut next = view.state.for_next_block();
+            next.apply_tx(&self.params, &tx, view.state.height + 1)?;
         }
+        self.mempool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, tx, account_nonce)?;
         self.new_tx.notify_one();
         Ok(id)
     }

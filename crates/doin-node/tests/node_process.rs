@@ -2,6 +2,8 @@
 //! it mines, verifies its own optimae in solo mode, conserves coins, survives restarts and
 //! `kill -9`, and refuses a bad config before touching anything.
 
+#![allow(clippy::unwrap_used)]
+
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
