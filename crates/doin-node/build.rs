@@ -7,6 +7,8 @@ use std::env;
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
+    // sqlx::migrate! embeds the migrations: a new file must rebuild the crate.
+    println!("cargo::rerun-if-changed=migrations");
     println!("cargo::rerun-if-env-changed=DEP_DOIN_TORCH_LIBTORCH_LIB");
     let Some(lib_dir) = env::var_os("DEP_DOIN_TORCH_LIBTORCH_LIB") else {
         return;

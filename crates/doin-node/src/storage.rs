@@ -237,6 +237,9 @@ impl Store {
             .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT_BYTES.to_string());
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            // A local file does not drop connections: skip the ping before every checkout,
+            // which was a third of a lookup's latency.
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
@@ -251,8 +254,9 @@ impl Store {
         })
     }
 
-    /// Closes every connection (checkpointing the WAL). Later calls on any clone fail with
-    /// [`StoreError::Closed`] or a database error.
+    /// Closes every connection (the last one checkpoints the WAL into the database file).
+    /// Waits for a write in progress and for pooled connections in use to come back. Later
+    /// calls on any clone fail with [`StoreError::Closed`] or a database error.
     pub async fn close(&self) {
         if let Some(writer) = self.writer.lock().await.take() {
             // Closing only fails if the connection is already broken: nothing to do then.
@@ -261,6 +265,7 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// Blocks between two state snapshots, as opened.
     pub fn snapshot_interval(&self) -> u64 {
         self.snapshot_interval
     }
@@ -274,47 +279,11 @@ impl Store {
         genesis: &Block,
         state: &ChainState,
     ) -> StoreResult<()> {
-        let configured = params.hash();
-        let genesis_hash = genesis.hash();
         let mut writer = self.writer.lock().await;
-        let mut tx = writer
-            .as_mut()
-            .ok_or(StoreError::Closed)?
-            .begin_with("BEGIN IMMEDIATE")
-            .await?;
-        if let Some(stored) = meta_get(&mut tx, META_PARAMS_HASH).await? {
-            let stored = hash_from(&stored, "meta.params_hash")?;
-            if stored != configured {
-                return Err(StoreError::ParamsMismatch { stored, configured });
-            }
-            let stored_genesis: Option<Vec<u8>> =
-                sqlx::query_scalar("SELECT hash FROM blocks WHERE height = 0")
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let stored_genesis = stored_genesis.ok_or_else(|| corrupt("genesis", "missing"))?;
-            let stored_genesis = hash_from(&stored_genesis, "genesis hash")?;
-            if stored_genesis != genesis_hash {
-                return Err(corrupt(
-                    "genesis",
-                    format!("stored {stored_genesis}, the parameters give {genesis_hash}"),
-                ));
-            }
-            return Ok(());
-        }
-
-        check_genesis(params, genesis, state)?;
-        let params_json = serde_json::to_vec(params).map_err(|e| refused("params", e))?;
-        let snapshot = serde_json::to_vec(state).map_err(|e| refused("genesis state", e))?;
-        meta_put(&mut tx, META_PARAMS, &params_json).await?;
-        meta_put(&mut tx, META_PARAMS_HASH, configured.as_bytes()).await?;
-        insert_block(&mut tx, genesis, &genesis_hash, &genesis.to_wire(), None).await?;
-        sqlx::query("INSERT INTO snapshots (height, state) VALUES (0, ?)")
-            .bind(snapshot)
-            .execute(&mut *tx)
-            .await?;
-        meta_put(&mut tx, META_TIP, &tip_bytes(0, &genesis_hash)).await?;
-        tx.commit().await?;
-        Ok(())
+        let conn = writer.as_mut().ok_or(StoreError::Closed)?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let result = init_in(&mut tx, params, genesis, state).await;
+        finish(tx, result).await
     }
 
     /// Appends the next block with the state it leads to and its receipt, in one
@@ -349,40 +318,20 @@ impl Store {
         } else {
             None
         };
-        let height_i = to_i64(height, "height")?;
-
+        let prepared = PreparedBlock {
+            block,
+            height,
+            hash,
+            wire,
+            rows,
+            receipt_json,
+            snapshot,
+        };
         let mut writer = self.writer.lock().await;
-        let mut tx = writer
-            .as_mut()
-            .ok_or(StoreError::Closed)?
-            .begin_with("BEGIN IMMEDIATE")
-            .await?;
-        let (tip_height, tip_hash) = read_tip(&mut tx).await?.ok_or(StoreError::NotInitialized)?;
-        if height != tip_height.saturating_add(1) || block.header.parent != tip_hash {
-            return Err(StoreError::NotNext {
-                height,
-                parent: block.header.parent,
-                tip_height,
-                tip_hash,
-            });
-        }
-        insert_block(&mut tx, block, &hash, &wire, Some(&receipt_json)).await?;
-        insert_tx_rows(&mut tx, height, &rows).await?;
-        if let Some(state) = snapshot {
-            sqlx::query("INSERT INTO snapshots (height, state) VALUES (?, ?)")
-                .bind(height_i)
-                .bind(state)
-                .execute(&mut *tx)
-                .await?;
-            let keep_from = height.saturating_sub((SNAPSHOTS_KEPT - 1) * self.snapshot_interval);
-            sqlx::query("DELETE FROM snapshots WHERE height > 0 AND height < ?")
-                .bind(to_i64(keep_from, "height")?)
-                .execute(&mut *tx)
-                .await?;
-        }
-        meta_put(&mut tx, META_TIP, &tip_bytes(height, &hash)).await?;
-        tx.commit().await?;
-        Ok(())
+        let conn = writer.as_mut().ok_or(StoreError::Closed)?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let result = append_in(&mut tx, &prepared, self.snapshot_interval).await;
+        finish(tx, result).await
     }
 
     // --- reads ---
@@ -396,27 +345,11 @@ impl Store {
     /// The chain parameters the store was initialized with.
     pub async fn stored_params(&self) -> StoreResult<Option<ChainParams>> {
         let mut tx = self.pool.begin().await?;
-        let Some(json) = meta_get(&mut tx, META_PARAMS).await? else {
-            return Ok(None);
-        };
-        let params: ChainParams =
-            serde_json::from_slice(&json).map_err(|e| corrupt("meta.params", e))?;
-        let stored_hash = meta_get(&mut tx, META_PARAMS_HASH)
-            .await?
-            .ok_or_else(|| corrupt("meta.params_hash", "missing"))?;
-        let stored_hash = hash_from(&stored_hash, "meta.params_hash")?;
-        if params.hash() != stored_hash {
-            return Err(corrupt(
-                "meta.params",
-                format!(
-                    "hash to {}, meta.params_hash says {stored_hash}",
-                    params.hash()
-                ),
-            ));
-        }
-        Ok(Some(params))
+        let result = stored_params_in(&mut tx).await;
+        finish(tx, result).await
     }
 
+    /// The block at `height`, checked to carry that height.
     pub async fn block_by_height(&self, height: u64) -> StoreResult<Option<Block>> {
         let row = sqlx::query("SELECT height, block FROM blocks WHERE height = ?")
             .bind(to_i64(height, "height")?)
@@ -425,6 +358,7 @@ impl Store {
         row.map(|r| block_from_row(&r)).transpose()
     }
 
+    /// The block with this hash, checked to hash to it.
     pub async fn block_by_hash(&self, hash: &BlockHash) -> StoreResult<Option<Block>> {
         let row = sqlx::query("SELECT height, block FROM blocks WHERE hash = ?")
             .bind(hash.as_bytes().as_slice())
@@ -524,111 +458,240 @@ impl Store {
     pub async fn load_state(&self, params: &ChainParams) -> StoreResult<ChainState> {
         // One read transaction: a consistent view even if a writer commits meanwhile.
         let mut tx = self.pool.begin().await?;
-        let stored = meta_get(&mut tx, META_PARAMS_HASH)
-            .await?
-            .ok_or(StoreError::NotInitialized)?;
-        let stored = hash_from(&stored, "meta.params_hash")?;
-        let configured = params.hash();
-        if stored != configured {
-            return Err(StoreError::ParamsMismatch { stored, configured });
-        }
-        let (tip_height, tip_hash) = read_tip(&mut tx).await?.ok_or(StoreError::NotInitialized)?;
-
-        let row = sqlx::query(
-            "SELECT height, state FROM snapshots WHERE height <= ? ORDER BY height DESC LIMIT 1",
-        )
-        .bind(to_i64(tip_height, "height")?)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| corrupt("snapshots", "no snapshot at or below the tip"))?;
-        let snap_height = u64_col(&row, "height")?;
-        let bytes: Vec<u8> = row.try_get("state")?;
-        let what = || format!("snapshot {snap_height}");
-        let mut state: ChainState =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(what(), e))?;
-        drop(bytes);
-        if state.height != snap_height {
-            return Err(corrupt(
-                what(),
-                format!("holds the state at height {}", state.height),
-            ));
-        }
-        let row = sqlx::query("SELECT height, block FROM blocks WHERE height = ?")
-            .bind(to_i64(snap_height, "height")?)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| corrupt(format!("block {snap_height}"), "missing"))?;
-        let snap_block = block_from_row(&row).map_err(|e| StoreError::Replay {
-            height: snap_height,
-            reason: e.to_string(),
-        })?;
-        if state.tip != snap_block.hash() {
-            return Err(corrupt(
-                what(),
-                format!(
-                    "its tip is {}, block {snap_height} is {}",
-                    state.tip,
-                    snap_block.hash()
-                ),
-            ));
-        }
-        let root = state.state_root();
-        if root != snap_block.header.state_root {
-            return Err(corrupt(
-                what(),
-                format!(
-                    "its state root is {root}, block {snap_height} commits to {}",
-                    snap_block.header.state_root
-                ),
-            ));
-        }
-
-        let mut next = snap_height + 1;
-        while next <= tip_height {
-            let last = tip_height.min(next.saturating_add(REPLAY_BATCH - 1));
-            let rows = sqlx::query(
-                "SELECT height, block FROM blocks WHERE height BETWEEN ? AND ? ORDER BY height",
-            )
-            .bind(to_i64(next, "height")?)
-            .bind(to_i64(last, "height")?)
-            .fetch_all(&mut *tx)
-            .await?;
-            for row in rows {
-                let height = u64_col(&row, "height")?;
-                if height != next {
-                    return Err(corrupt(format!("block {next}"), "missing"));
-                }
-                let block = block_from_row(&row).map_err(|e| StoreError::Replay {
-                    height,
-                    reason: e.to_string(),
-                })?;
-                state = state
-                    .apply_block(params, &block, None)
-                    .map_err(|e| StoreError::Replay {
-                        height,
-                        reason: e.to_string(),
-                    })?
-                    .0;
-                next += 1;
-            }
-            if next <= last {
-                return Err(corrupt(format!("block {next}"), "missing"));
-            }
-        }
-        if state.height != tip_height || state.tip != tip_hash {
-            return Err(corrupt(
-                "tip",
-                format!(
-                    "meta says block {tip_height} ({tip_hash}), the blocks lead to {} ({})",
-                    state.height, state.tip
-                ),
-            ));
-        }
-        Ok(state)
+        let result = load_state_in(&mut tx, params).await;
+        finish(tx, result).await
     }
 }
 
 // === helpers ===
+
+async fn stored_params_in(conn: &mut SqliteConnection) -> StoreResult<Option<ChainParams>> {
+    let Some(json) = meta_get(conn, META_PARAMS).await? else {
+        return Ok(None);
+    };
+    let params: ChainParams =
+        serde_json::from_slice(&json).map_err(|e| corrupt("meta.params", e))?;
+    let stored_hash = meta_get(conn, META_PARAMS_HASH)
+        .await?
+        .ok_or_else(|| corrupt("meta.params_hash", "missing"))?;
+    let stored_hash = hash_from(&stored_hash, "meta.params_hash")?;
+    if params.hash() != stored_hash {
+        return Err(corrupt(
+            "meta.params",
+            format!(
+                "hash to {}, meta.params_hash says {stored_hash}",
+                params.hash()
+            ),
+        ));
+    }
+    Ok(Some(params))
+}
+
+async fn load_state_in(
+    conn: &mut SqliteConnection,
+    params: &ChainParams,
+) -> StoreResult<ChainState> {
+    let stored = meta_get(conn, META_PARAMS_HASH)
+        .await?
+        .ok_or(StoreError::NotInitialized)?;
+    let stored = hash_from(&stored, "meta.params_hash")?;
+    let configured = params.hash();
+    if stored != configured {
+        return Err(StoreError::ParamsMismatch { stored, configured });
+    }
+    let (tip_height, tip_hash) = read_tip(conn).await?.ok_or(StoreError::NotInitialized)?;
+
+    let row = sqlx::query(
+        "SELECT height, state FROM snapshots WHERE height <= ? ORDER BY height DESC LIMIT 1",
+    )
+    .bind(to_i64(tip_height, "height")?)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| corrupt("snapshots", "no snapshot at or below the tip"))?;
+    let snap_height = u64_col(&row, "height")?;
+    let bytes: Vec<u8> = row.try_get("state")?;
+    let what = || format!("snapshot {snap_height}");
+    let mut state: ChainState = serde_json::from_slice(&bytes).map_err(|e| corrupt(what(), e))?;
+    drop(bytes);
+    if state.height != snap_height {
+        return Err(corrupt(
+            what(),
+            format!("holds the state at height {}", state.height),
+        ));
+    }
+    let row = sqlx::query("SELECT height, block FROM blocks WHERE height = ?")
+        .bind(to_i64(snap_height, "height")?)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| corrupt(format!("block {snap_height}"), "missing"))?;
+    let snap_block = block_from_row(&row).map_err(|e| StoreError::Replay {
+        height: snap_height,
+        reason: e.to_string(),
+    })?;
+    if state.tip != snap_block.hash() {
+        return Err(corrupt(
+            what(),
+            format!(
+                "its tip is {}, block {snap_height} is {}",
+                state.tip,
+                snap_block.hash()
+            ),
+        ));
+    }
+    let root = state.state_root();
+    if root != snap_block.header.state_root {
+        return Err(corrupt(
+            what(),
+            format!(
+                "its state root is {root}, block {snap_height} commits to {}",
+                snap_block.header.state_root
+            ),
+        ));
+    }
+
+    let mut next = snap_height + 1;
+    while next <= tip_height {
+        let last = tip_height.min(next.saturating_add(REPLAY_BATCH - 1));
+        let rows = sqlx::query(
+            "SELECT height, block FROM blocks WHERE height BETWEEN ? AND ? ORDER BY height",
+        )
+        .bind(to_i64(next, "height")?)
+        .bind(to_i64(last, "height")?)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in rows {
+            let height = u64_col(&row, "height")?;
+            if height != next {
+                return Err(corrupt(format!("block {next}"), "missing"));
+            }
+            let block = block_from_row(&row).map_err(|e| StoreError::Replay {
+                height,
+                reason: e.to_string(),
+            })?;
+            state = state
+                .apply_block(params, &block, None)
+                .map_err(|e| StoreError::Replay {
+                    height,
+                    reason: e.to_string(),
+                })?
+                .0;
+            next += 1;
+        }
+        if next <= last {
+            return Err(corrupt(format!("block {next}"), "missing"));
+        }
+    }
+    if state.height != tip_height || state.tip != tip_hash {
+        return Err(corrupt(
+            "tip",
+            format!(
+                "meta says block {tip_height} ({tip_hash}), the blocks lead to {} ({})",
+                state.height, state.tip
+            ),
+        ));
+    }
+    Ok(state)
+}
+
+async fn init_in(
+    conn: &mut SqliteConnection,
+    params: &ChainParams,
+    genesis: &Block,
+    state: &ChainState,
+) -> StoreResult<()> {
+    let configured = params.hash();
+    let genesis_hash = genesis.hash();
+    if let Some(stored) = meta_get(conn, META_PARAMS_HASH).await? {
+        let stored = hash_from(&stored, "meta.params_hash")?;
+        if stored != configured {
+            return Err(StoreError::ParamsMismatch { stored, configured });
+        }
+        let stored_genesis: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT hash FROM blocks WHERE height = 0")
+                .fetch_optional(&mut *conn)
+                .await?;
+        let stored_genesis = stored_genesis.ok_or_else(|| corrupt("genesis", "missing"))?;
+        let stored_genesis = hash_from(&stored_genesis, "genesis hash")?;
+        if stored_genesis != genesis_hash {
+            return Err(corrupt(
+                "genesis",
+                format!("stored {stored_genesis}, the parameters give {genesis_hash}"),
+            ));
+        }
+        return Ok(());
+    }
+    check_genesis(params, genesis, state)?;
+    let params_json = serde_json::to_vec(params).map_err(|e| refused("params", e))?;
+    let snapshot = serde_json::to_vec(state).map_err(|e| refused("genesis state", e))?;
+    meta_put(conn, META_PARAMS, &params_json).await?;
+    meta_put(conn, META_PARAMS_HASH, configured.as_bytes()).await?;
+    insert_block(conn, genesis, &genesis_hash, &genesis.to_wire(), None).await?;
+    sqlx::query("INSERT INTO snapshots (height, state) VALUES (0, ?)")
+        .bind(snapshot)
+        .execute(&mut *conn)
+        .await?;
+    meta_put(conn, META_TIP, &tip_bytes(0, &genesis_hash)).await
+}
+
+/// A block encoded and indexed, ready for its write transaction.
+struct PreparedBlock<'a> {
+    block: &'a Block,
+    height: u64,
+    hash: BlockHash,
+    wire: Vec<u8>,
+    rows: Vec<TxRow>,
+    receipt_json: String,
+    snapshot: Option<Vec<u8>>,
+}
+
+async fn append_in(
+    conn: &mut SqliteConnection,
+    b: &PreparedBlock<'_>,
+    snapshot_interval: u64,
+) -> StoreResult<()> {
+    let (tip_height, tip_hash) = read_tip(conn).await?.ok_or(StoreError::NotInitialized)?;
+    if b.height != tip_height.saturating_add(1) || b.block.header.parent != tip_hash {
+        return Err(StoreError::NotNext {
+            height: b.height,
+            parent: b.block.header.parent,
+            tip_height,
+            tip_hash,
+        });
+    }
+    insert_block(conn, b.block, &b.hash, &b.wire, Some(&b.receipt_json)).await?;
+    insert_tx_rows(conn, b.height, &b.rows).await?;
+    if let Some(state) = &b.snapshot {
+        sqlx::query("INSERT INTO snapshots (height, state) VALUES (?, ?)")
+            .bind(to_i64(b.height, "height")?)
+            .bind(state.as_slice())
+            .execute(&mut *conn)
+            .await?;
+        let keep_from = b
+            .height
+            .saturating_sub((SNAPSHOTS_KEPT - 1) * snapshot_interval);
+        sqlx::query("DELETE FROM snapshots WHERE height > 0 AND height < ?")
+            .bind(to_i64(keep_from, "height")?)
+            .execute(&mut *conn)
+            .await?;
+    }
+    meta_put(conn, META_TIP, &tip_bytes(b.height, &b.hash)).await
+}
+
+/// Ends a transaction: commits when `result` is a success, rolls back otherwise (at once, so
+/// no lock outlives the call).
+async fn finish<T>(tx: Transaction<'_, Sqlite>, result: StoreResult<T>) -> StoreResult<T> {
+    match result {
+        Ok(value) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Err(e) => {
+            // The error that made us roll back is the one worth reporting.
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
 
 fn to_i64(v: u64, what: &str) -> StoreResult<i64> {
     i64::try_from(v).map_err(|_| refused(what, format!("{v} does not fit SQLite's INTEGER")))
@@ -720,7 +783,7 @@ fn check_genesis(params: &ChainParams, genesis: &Block, state: &ChainState) -> S
 }
 
 async fn insert_block(
-    tx: &mut Transaction<'_, Sqlite>,
+    conn: &mut SqliteConnection,
     block: &Block,
     hash: &BlockHash,
     wire: &[u8],
@@ -740,7 +803,7 @@ async fn insert_block(
     .bind(saturating_i64(h.work))
     .bind(wire)
     .bind(receipt_json)
-    .execute(&mut **tx)
+    .execute(conn)
     .await?;
     Ok(())
 }
@@ -788,7 +851,7 @@ fn tx_rows(block: &Block, wire: &[u8]) -> StoreResult<Vec<TxRow>> {
 }
 
 async fn insert_tx_rows(
-    tx: &mut Transaction<'_, Sqlite>,
+    conn: &mut SqliteConnection,
     height: u64,
     rows: &[TxRow],
 ) -> StoreResult<()> {
@@ -818,7 +881,7 @@ async fn insert_tx_rows(
                 .push_bind(row.offset)
                 .push_bind(row.len);
         });
-        qb.build().execute(&mut **tx).await?;
+        qb.build().execute(&mut *conn).await?;
         index += n;
     }
     Ok(())
@@ -1444,6 +1507,7 @@ mod tests {
             .unwrap();
         assert_eq!(cache, -i64::from(WRITER_CACHE_KIB));
         drop(guard);
+        drop(reader); // close() waits for every pooled connection to come back
         store.close().await;
         let chain = Chain::build("x", 0, 0);
         assert!(matches!(
