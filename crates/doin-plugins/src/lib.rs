@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 
+#[cfg(feature = "torch")]
 pub mod device;
 pub mod quadratic;
 
+#[cfg(feature = "torch")]
 pub use device::{
     configure_determinism, cuda_available, select_device, try_select_device, DeviceError,
     DevicePreference,
