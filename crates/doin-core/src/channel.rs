@@ -414,4 +414,29 @@ mod tests {
             .is_err());
         assert!(closing.close(&client.account(), 31, 10).is_err());
     }
+
+    proptest::proptest! {
+        /// Whatever vouchers the provider tries to settle, in whatever order, a collect pays
+        /// out exactly the deposit, the provider never more than the client signed for.
+        #[test]
+        fn a_channel_never_pays_out_more_than_its_deposit(
+            deposit in 1u64..1_000_000_000_000,
+            amounts in proptest::collection::vec(0u64..2_000_000_000_000, 1..12),
+        ) {
+            let (client, provider, id, _, p) = setup();
+            let mut ch = Channel::open(client.account(), provider.account(), Amount(deposit), 100, 0, &p).unwrap();
+            let mut best_signed = 0;
+            for (i, a) in amounts.iter().enumerate() {
+                let v = Voucher::sign(&client, id, Amount(*a));
+                if let Ok(next) = ch.settle(&id, &provider.account(), &v, i as u64, p.settle_window) {
+                    proptest::prop_assert!(next.settled.0 > ch.settled.0 && next.settled.0 <= deposit);
+                    best_signed = best_signed.max(*a);
+                    ch = next;
+                }
+            }
+            let out = ch.collect(&client.account(), 1_000).unwrap();
+            proptest::prop_assert_eq!(out.provider.0 + out.client.0, deposit);
+            proptest::prop_assert!(out.provider.0 <= best_signed.min(deposit));
+        }
+    }
 }
