@@ -164,6 +164,16 @@ fn solo_node_mines_verifies_its_work_and_conserves_coins() {
         status["balance"].as_u64().unwrap() > start_balance,
         "rewards were paid: {status}"
     );
+    // The optimizer logs the verdict when it sees the block, which can be just after
+    // /status shows the champion: wait for the line (bounded) before stopping.
+    let start = Instant::now();
+    while !std::fs::read_to_string(&node.log)
+        .unwrap_or_default()
+        .contains("accepted")
+        && start.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let log = node.stop();
     assert!(
         log.contains("committed") && log.contains("revealed") && log.contains("accepted"),
