@@ -178,7 +178,10 @@ impl SignedTx {
                 got: self.body.chain_id.clone(),
             });
         }
-        let size = self.encoded_len();
+        // One encoding of the body serves both the size check and the id: this runs for
+        // every transaction of every block.
+        let body = encode_versioned(&self.body);
+        let size = body.len() + self.signature.0.len();
         if size > params.max_tx_bytes as usize {
             return Err(TxError::TooLarge {
                 size,
@@ -186,7 +189,7 @@ impl SignedTx {
             });
         }
         self.body.kind.check_fields()?;
-        let id = self.id();
+        let id = HashKind::Tx.hash(&body);
         self.body.sender.verify(id.as_bytes(), &self.signature)?;
         Ok(id)
     }

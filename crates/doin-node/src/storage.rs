@@ -1036,12 +1036,19 @@ mod tests {
         dir.path().join("data").join("chain.sqlite")
     }
 
-    async fn store_with(chain: &Chain, dir: &tempfile::TempDir, interval: u64) -> Store {
+    /// A store holding only the chain's genesis.
+    async fn initialized_store(chain: &Chain, dir: &tempfile::TempDir, interval: u64) -> Store {
         let store = Store::open(&db_path(dir), interval).await.unwrap();
         store
             .init(&chain.params, &chain.genesis, &chain.genesis_state)
             .await
             .unwrap();
+        store
+    }
+
+    /// A store holding the whole chain.
+    async fn store_with(chain: &Chain, dir: &tempfile::TempDir, interval: u64) -> Store {
+        let store = initialized_store(chain, dir, interval).await;
         for (block, state, receipt) in &chain.blocks {
             store.append_block(block, state, receipt).await.unwrap();
         }
@@ -1219,11 +1226,7 @@ mod tests {
     async fn append_that_does_not_extend_the_tip_writes_nothing() {
         let chain = Chain::build("x", 3, 2);
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&db_path(&dir), 1).await.unwrap();
-        store
-            .init(&chain.params, &chain.genesis, &chain.genesis_state)
-            .await
-            .unwrap();
+        let store = initialized_store(&chain, &dir, 1).await;
         let (b1, s1, r1) = chain.block(1);
         let (b2, s2, r2) = chain.block(2);
 
@@ -1287,11 +1290,7 @@ mod tests {
     async fn a_failing_write_rolls_the_whole_block_back() {
         let chain = Chain::build("x", 2, 3);
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&db_path(&dir), 1).await.unwrap();
-        store
-            .init(&chain.params, &chain.genesis, &chain.genesis_state)
-            .await
-            .unwrap();
+        let store = initialized_store(&chain, &dir, 1).await;
         let (b1, s1, r1) = chain.block(1);
         store.append_block(b1, s1, r1).await.unwrap();
         // Plant an index row where block 2's last transaction goes: its insert fails after
@@ -1531,11 +1530,7 @@ mod tests {
     async fn readers_run_while_a_writer_appends() {
         let chain = Chain::build("x", 40, 2);
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&db_path(&dir), 10).await.unwrap();
-        store
-            .init(&chain.params, &chain.genesis, &chain.genesis_state)
-            .await
-            .unwrap();
+        let store = initialized_store(&chain, &dir, 10).await;
         let reader = {
             let store = store.clone();
             tokio::spawn(async move {
