@@ -60,6 +60,61 @@ impl Amount {
     }
 }
 
+/// Why a DOIN amount string does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid amount {input:?}: {reason} (examples: \"1.5\", \"0.0001\", \"2 DOIN\", \"150000u\" for base units)")]
+pub struct ParseAmountError {
+    pub input: String,
+    pub reason: &'static str,
+}
+
+/// Parses whole DOIN with up to eight decimals (`"1.5"`, `"2 DOIN"`), or base units with a `u`
+/// suffix (`"150000u"`). Exact: no floating point is involved.
+impl std::str::FromStr for Amount {
+    type Err = ParseAmountError;
+
+    fn from_str(input: &str) -> Result<Amount, ParseAmountError> {
+        let err = |reason| ParseAmountError {
+            input: input.chars().take(64).collect(),
+            reason,
+        };
+        let s = input.trim();
+        if let Some(units) = s.strip_suffix('u') {
+            return units
+                .trim()
+                .parse::<u64>()
+                .map(Amount)
+                .map_err(|_| err("base units must be a whole number"));
+        }
+        let s = s
+            .strip_suffix("DOIN")
+            .or_else(|| s.strip_suffix("doin"))
+            .unwrap_or(s)
+            .trim();
+        let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+        let digits_only = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() && frac.is_empty() || !digits_only(whole) || !digits_only(frac) {
+            return Err(err("expected digits with an optional decimal point"));
+        }
+        if frac.len() > 8 {
+            return Err(err("at most 8 decimals (1 base unit = 0.00000001 DOIN)"));
+        }
+        let whole: u64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| err("too large"))?
+        };
+        let frac_units: u64 = format!("{frac:0<8}")
+            .parse()
+            .map_err(|_| err("bad decimals"))?;
+        whole
+            .checked_mul(UNITS_PER_DOIN)
+            .and_then(|w| w.checked_add(frac_units))
+            .map(Amount)
+            .ok_or_else(|| err("too large"))
+    }
+}
+
 impl fmt::Debug for Amount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{self}")
@@ -98,6 +153,32 @@ impl Encode for Amount {
 impl Decode for Amount {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Amount(r.u64("amount")?))
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    #[test]
+    fn parses_doin_and_units_exactly() {
+        assert_eq!("1.5".parse::<Amount>().unwrap(), Amount(150_000_000));
+        assert_eq!("0.00000001".parse::<Amount>().unwrap(), Amount(1));
+        assert_eq!("2 DOIN".parse::<Amount>().unwrap(), Amount::from_doin(2));
+        assert_eq!(".5".parse::<Amount>().unwrap(), Amount(50_000_000));
+        assert_eq!("150000u".parse::<Amount>().unwrap(), Amount(150_000));
+        for bad in [
+            "",
+            ".",
+            "1.000000001",
+            "-1",
+            "1e3",
+            "abc",
+            "184467440737.1",
+            "1.2.3",
+        ] {
+            assert!(bad.parse::<Amount>().is_err(), "{bad:?} parsed");
+        }
     }
 }
 

@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+use crate::amount::Amount;
 use crate::limits::{ParamBounds, ResourceLimits};
 use crate::params::{ChainParams, DomainId};
 use crate::plugin::{OptimizerSetup, PluginSetup};
@@ -362,6 +363,107 @@ impl ChainConfig {
         self.dev_params()
             .validate()
             .map_err(|e| ConfigError::invalid(format!("chain.{}", e.field), e.reason))
+    }
+}
+
+/// Whether `POST /inference` asks for payment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InferenceMode {
+    /// Every query carries a payment-channel voucher for at least the price.
+    #[default]
+    Paid,
+    /// No payment (local use and development).
+    Free,
+}
+
+/// Default price of one inference query: 0.0001 DOIN.
+pub const DEFAULT_INFERENCE_PRICE: Amount = Amount(10_000);
+/// Largest `input_data` the node accepts by default (JSON bytes).
+pub const DEFAULT_MAX_INFERENCE_INPUT_BYTES: usize = 64 * 1024;
+/// Upper bound of `inference.max_input_bytes` (the HTTP body limit is derived from it).
+pub const MAX_INFERENCE_INPUT_BYTES: usize = 4 * 1024 * 1024;
+
+/// How the node serves inference from each domain's champion (DOIN-rs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct InferenceConfig {
+    /// `"paid"` (default) or `"free"`.
+    pub mode: InferenceMode,
+    /// Price of one query in base units (1 DOIN = 100,000,000), for domains not in
+    /// `domain_prices`.
+    pub price: Amount,
+    /// Per-domain prices in base units.
+    pub domain_prices: BTreeMap<DomainId, Amount>,
+    /// Largest `input_data` accepted, in bytes of JSON.
+    pub max_input_bytes: usize,
+    /// Queries computed at once; 0 means one per CPU core.
+    pub max_concurrent: usize,
+    /// Vouchers are refused on a channel that expires or closes within this many blocks,
+    /// and the node settles its best voucher of a channel once the channel gets this close.
+    pub settle_margin_blocks: u64,
+    /// `true`: each group commit of vouchers is fsynced, so earned vouchers survive a power
+    /// loss; `false`: they survive a crash of the node process but not of the machine, for
+    /// several times the paid-query throughput on a disk with slow fsync.
+    pub voucher_fsync: bool,
+}
+
+impl Default for InferenceConfig {
+    fn default() -> Self {
+        InferenceConfig {
+            mode: InferenceMode::Paid,
+            price: DEFAULT_INFERENCE_PRICE,
+            domain_prices: BTreeMap::new(),
+            max_input_bytes: DEFAULT_MAX_INFERENCE_INPUT_BYTES,
+            max_concurrent: 0,
+            settle_margin_blocks: 5,
+            voucher_fsync: true,
+        }
+    }
+}
+
+impl InferenceConfig {
+    /// The price of one query of `domain` (zero in free mode).
+    pub fn price(&self, domain: &DomainId) -> Amount {
+        match self.mode {
+            InferenceMode::Free => Amount::ZERO,
+            InferenceMode::Paid => self
+                .domain_prices
+                .get(domain)
+                .copied()
+                .unwrap_or(self.price),
+        }
+    }
+
+    fn validate(&self, domains: &[DomainConfig]) -> Result<(), ConfigError> {
+        if !(1..=MAX_INFERENCE_INPUT_BYTES).contains(&self.max_input_bytes) {
+            return Err(ConfigError::invalid(
+                "inference.max_input_bytes",
+                format!("must be 1-{MAX_INFERENCE_INPUT_BYTES}"),
+            ));
+        }
+        if self.settle_margin_blocks == 0 {
+            return Err(ConfigError::invalid(
+                "inference.settle_margin_blocks",
+                "must be at least 1: the node needs a block to settle in",
+            ));
+        }
+        if self.mode == InferenceMode::Paid && self.price == Amount::ZERO {
+            return Err(ConfigError::invalid(
+                "inference.price",
+                "must be above 0 in paid mode (use \"mode\": \"free\" for free inference)",
+            ));
+        }
+        for (domain, price) in &self.domain_prices {
+            let path = format!("inference.domain_prices.{domain}");
+            if !domains.iter().any(|d| &d.domain_id == domain) {
+                return Err(ConfigError::invalid(path, "not a configured domain"));
+            }
+            if self.mode == InferenceMode::Paid && *price == Amount::ZERO {
+                return Err(ConfigError::invalid(path, "must be above 0 in paid mode"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -771,6 +873,8 @@ pub struct NodeConfig {
     pub chain: ChainConfig,
     /// Log verbosity (DOIN-rs; the original only had `--log-level`).
     pub log_level: LogLevel,
+    /// Serving `POST /inference` and getting paid for it (DOIN-rs).
+    pub inference: InferenceConfig,
 
     /// Keys this node does not know (reported as warnings, kept on re-serialization).
     #[serde(flatten)]
@@ -823,6 +927,7 @@ impl Default for NodeConfig {
             fee_config: FeeConfig::default(),
             chain: ChainConfig::default(),
             log_level: LogLevel::default(),
+            inference: InferenceConfig::default(),
             extra: BTreeMap::new(),
         }
     }
@@ -850,6 +955,7 @@ impl NodeConfig {
         self.fee_config.validate("fee_config")?;
         self.chain.validate()?;
         self.validate_domains(&mut warnings)?;
+        self.inference.validate(&self.domains)?;
         if !self.require_deterministic_seed {
             warnings.push(warn(
                 "require_deterministic_seed",

@@ -330,8 +330,51 @@ pub trait Evaluate: Send + Sync {
 }
 
 /// Serving: answers a query with given parameters.
+///
+/// A server answers many queries with one champion, so it calls [`Infer::prepare`] once per
+/// new champion (decode the weights, build the network) and [`Infer::infer_prepared`] per
+/// query. The defaults keep the raw bytes and decode per query through [`Infer::infer`]; a
+/// domain with costly decoding overrides both.
 pub trait Infer: Send + Sync {
     fn infer(&self, params: &[u8], input: &serde_json::Value) -> PluginResult<serde_json::Value>;
+
+    /// Decodes `params` for serving. Malformed parameters are [`PluginError::InvalidParams`].
+    fn prepare(&self, params: &[u8]) -> PluginResult<PreparedModel> {
+        Ok(PreparedModel::new(params.to_vec()))
+    }
+
+    /// Answers a query with a model from [`Infer::prepare`] of this same domain instance.
+    fn infer_prepared(
+        &self,
+        model: &PreparedModel,
+        input: &serde_json::Value,
+    ) -> PluginResult<serde_json::Value> {
+        let params = model.downcast_ref::<Vec<u8>>().ok_or_else(|| {
+            PluginError::Failed("prepared model of another domain (expected raw bytes)".into())
+        })?;
+        self.infer(params, input)
+    }
+}
+
+/// A model decoded by [`Infer::prepare`]: whatever the domain needs to answer queries fast,
+/// shared by the server's threads.
+pub struct PreparedModel(Box<dyn std::any::Any + Send + Sync>);
+
+impl PreparedModel {
+    pub fn new<T: std::any::Any + Send + Sync>(model: T) -> Self {
+        PreparedModel(Box::new(model))
+    }
+
+    /// The domain's own model type, or `None` for another type.
+    pub fn downcast_ref<T: std::any::Any>(&self) -> Option<&T> {
+        self.0.downcast_ref::<T>()
+    }
+}
+
+impl fmt::Debug for PreparedModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PreparedModel(..)")
+    }
 }
 
 /// Trains one candidate from hyperparameters, so that generic engines can search the space.
@@ -354,9 +397,26 @@ pub trait Optimize: Send {
     fn inject(&mut self, migrant: &Migrant) -> PluginResult<()>;
 }
 
+/// How a domain's measurements should be compared: the domain's own suggestion for
+/// development chains. A network's genesis file decides for real.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VerificationHints {
+    /// Absolute tolerance between a claim and a measurement (evaluator data noise).
+    pub tolerance_abs: f64,
+    /// Least verified improvement over the champion that counts: above the spread of one
+    /// model's score across evaluator datasets, so a copy of the champion never earns.
+    pub min_improvement: f64,
+}
+
 /// A domain: one instance per configured domain, shared by the node's engines.
 pub trait DomainPlugin: Send + Sync {
     fn info(&self) -> DomainInfo;
+
+    /// Tolerances suited to this domain's scale and noise, for development chains; `None`
+    /// keeps the chain defaults (tuned for the quadratic reference domain).
+    fn verification_hints(&self) -> Option<VerificationHints> {
+        None
+    }
     fn synthetic(&self) -> &dyn SyntheticData;
     fn evaluator(&self) -> &dyn Evaluate;
 
