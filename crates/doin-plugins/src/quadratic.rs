@@ -82,8 +82,8 @@ use doin_core::limits::ParamBounds;
 use doin_core::params::DomainId;
 use doin_core::plugin::{
     checked_score, Dataset, DomainInfo, DomainPlugin, Evaluate, Infer, Migrant, Optimize,
-    OptimizerSetup, PluginError, PluginRegistry, PluginResult, PluginSetup, Proposal,
-    ProposeContext, SyntheticData, Train, TrainRequest,
+    OptimizerSetup, PluginError, PluginRegistry, PluginResult, PluginSetup, PreparedModel,
+    Proposal, ProposeContext, SyntheticData, Train, TrainRequest,
 };
 use serde_json::{json, Map, Value};
 
@@ -566,9 +566,22 @@ impl Infer for Quadratic {
     /// noiseless performance. Any other key, a missing key, a wrong length or a non-number is
     /// [`PluginError::InvalidInput`].
     fn infer(&self, params: &[u8], input: &Value) -> PluginResult<Value> {
+        self.infer_prepared(&self.prepare(params)?, input)
+    }
+
+    /// Decodes the point once and computes its (constant) performance.
+    fn prepare(&self, params: &[u8]) -> PluginResult<PreparedModel> {
         let x = self.config.decode_params(params)?;
+        let performance = self.config.performance(&x);
+        Ok(PreparedModel::new(PreparedPoint { x, performance }))
+    }
+
+    fn infer_prepared(&self, model: &PreparedModel, input: &Value) -> PluginResult<Value> {
+        let point = model
+            .downcast_ref::<PreparedPoint>()
+            .ok_or_else(|| PluginError::Failed("prepared model is not a quadratic point".into()))?;
         let features = parse_features(input, self.config.n_params())?;
-        let distance = squared_distance(&features, &x);
+        let distance = squared_distance(&features, &point.x);
         if !distance.is_finite() {
             return Err(invalid_input(
                 "features are too large: the distance overflows",
@@ -576,9 +589,15 @@ impl Infer for Quadratic {
         }
         Ok(json!({
             "distance": distance,
-            "performance": self.config.performance(&x),
+            "performance": point.performance,
         }))
     }
+}
+
+/// A decoded point, ready to answer queries.
+struct PreparedPoint {
+    x: Vec<f64>,
+    performance: f64,
 }
 
 fn invalid_input(reason: impl Into<String>) -> PluginError {
