@@ -1,0 +1,26 @@
+#![doc = include_str!("../README.md")]
+//!
+//! # Bird's eye view
+//!
+//! | type | what |
+//! |---|---|
+//! | [`NodeClient`] | the node's HTTP API, unauthenticated: status, accounts, transactions, channels, offers, queries |
+//! | [`Wallet`] | a key plus a node: signs and submits transfers and channel transactions, pays for queries |
+//! | [`ChannelBook`] | the client's side of its payment channels, persisted in a JSON file: the highest amount ever signed per channel |
+//!
+//! Vouchers are cumulative: each one says "the provider may take `amount` in total". The
+//! book records a new amount *before* the voucher leaves the process, so a crash can at worst
+//! skip one query's price, never sign the same amount twice for different queries.
+
+mod book;
+mod error;
+mod node;
+mod wallet;
+
+pub use book::{ChannelBook, ChannelEntry};
+pub use error::{ClientError, ClientResult, PaymentInfo};
+pub use node::{
+    AccountInfo, Answer, ChannelInfo, NodeClient, NodeStatus, Offer, OfferChampion, Offers,
+    TxLookup,
+};
+pub use wallet::Wallet;
