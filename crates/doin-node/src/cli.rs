@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use doin_core::identity::Keypair;
+use doin_core::plugin::PluginRegistry;
 
 use crate::settings::{Overrides, Settings};
 
@@ -72,6 +73,8 @@ enum Command {
         #[arg(value_name = "FILE")]
         path: PathBuf,
     },
+    /// Balances, transfers, payment channels and paid inference queries, through a node.
+    Wallet(crate::wallet_cli::WalletArgs),
     /// Inspect a stored chain offline (the node must not be running on it).
     Inspect {
         /// The node's data directory.
@@ -85,8 +88,16 @@ enum Command {
 
 /// Entry point of the binary: errors are printed for a person, with their causes.
 pub fn main() -> ExitCode {
+    main_with_registry(doin_plugins::builtin_registry())
+}
+
+/// The node's command line with the domains of `registry`, for a custom binary that links
+/// its own plugin crates: start from [`doin_plugins::builtin_registry`], register the extra
+/// domains, and call this from `main` (see `examples/custom-plugin` and `docs/plugins.md`).
+/// `check-config` validates plugin names against the same registry.
+pub fn main_with_registry(registry: PluginRegistry) -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    match run(cli, registry) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
@@ -98,7 +109,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, registry: PluginRegistry) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Keygen { path }) => {
             let key = Keypair::generate();
@@ -118,7 +129,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::CheckConfig { path }) => {
-            let (_, warnings) = Settings::load(&path, &Overrides::default())?;
+            let (settings, warnings) = Settings::load(&path, &Overrides::default())?;
+            crate::node::check_plugin_names(&registry, &settings.config.domains)
+                .with_context(|| format!("config file {}", path.display()))?;
             for w in &warnings {
                 println!("warning: {w}");
             }
@@ -126,6 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Inspect { data_dir, verify }) => inspect(&data_dir, verify),
+        Some(Command::Wallet(args)) => crate::wallet_cli::run(args),
         None => {
             let args = cli.run;
             let config = args
@@ -153,7 +167,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .thread_name("doin-node")
                 .build()
                 .context("starting the async runtime")?;
-            runtime.block_on(crate::node::run(settings))
+            runtime.block_on(crate::node::run(settings, registry))
         }
     }
 }

@@ -19,8 +19,11 @@ use tokio::sync::{broadcast, watch, Notify};
 
 use crate::blobs::BlobStore;
 use crate::context::{now_ms, ChainView, DomainRuntime, NodeContext};
+use crate::inference::payments::PaymentDesk;
+use crate::inference::voucher_store::VoucherStore;
+use crate::inference::InferenceService;
 use crate::mempool::Mempool;
-use crate::settings::Settings;
+use crate::settings::{DevDomain, Settings};
 use crate::storage::Store;
 
 /// Most transactions the mempool holds.
@@ -39,6 +42,48 @@ pub fn init_logging(level: LogLevel) {
         .try_init();
 }
 
+/// The registered plugin name of `domains[i]`: its `*_plugin` keys (which must agree), or
+/// its domain id when none is given.
+fn plugin_name(i: usize, d: &DomainConfig) -> anyhow::Result<&str> {
+    let names: Vec<&str> = [
+        &d.optimization_plugin,
+        &d.synthetic_data_plugin,
+        &d.inference_plugin,
+    ]
+    .into_iter()
+    .map(String::as_str)
+    .filter(|n| !n.is_empty())
+    .collect();
+    // A DOIN-rs plugin implements a whole domain; the original's three keys must agree.
+    let name = names.first().copied().unwrap_or(d.domain_id.as_str());
+    if let Some(other) = names.iter().find(|n| **n != name) {
+        anyhow::bail!(
+            "domains[{i}] ({}): plugins {name:?} and {other:?} differ; a DOIN-rs domain plugin \
+             provides optimization, synthetic data and inference together",
+            d.domain_id
+        );
+    }
+    Ok(name)
+}
+
+/// Checks that every configured domain names a plugin of `registry`, without building any
+/// (building may start processes or load models): what `check-config` can promise.
+pub fn check_plugin_names(
+    registry: &PluginRegistry,
+    domains: &[DomainConfig],
+) -> anyhow::Result<()> {
+    for (i, d) in domains.iter().enumerate() {
+        let name = plugin_name(i, d)?;
+        anyhow::ensure!(
+            registry.contains(name),
+            "domains[{i}] ({}): unknown plugin {name:?} (registered: {})",
+            d.domain_id,
+            registry.names().join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Builds the plugin of every configured domain from the registry.
 pub fn domain_plugins(
     registry: &PluginRegistry,
@@ -46,24 +91,7 @@ pub fn domain_plugins(
 ) -> anyhow::Result<BTreeMap<DomainId, Arc<dyn DomainPlugin>>> {
     let mut plugins = BTreeMap::new();
     for (i, d) in domains.iter().enumerate() {
-        let names: Vec<&str> = [
-            &d.optimization_plugin,
-            &d.synthetic_data_plugin,
-            &d.inference_plugin,
-        ]
-        .into_iter()
-        .map(String::as_str)
-        .filter(|n| !n.is_empty())
-        .collect();
-        // A DOIN-rs plugin implements a whole domain; the original's three keys must agree.
-        let name = names.first().copied().unwrap_or(d.domain_id.as_str());
-        if let Some(other) = names.iter().find(|n| **n != name) {
-            anyhow::bail!(
-                "domains[{i}] ({}): plugins {name:?} and {other:?} differ; a DOIN-rs domain plugin \
-                 provides optimization, synthetic data and inference together",
-                d.domain_id
-            );
-        }
+        let name = plugin_name(i, d)?;
         let plugin = registry
             .instantiate(name, &d.plugin_setup())
             .with_context(|| format!("domains[{i}] ({}): plugin {name:?}", d.domain_id))?;
@@ -72,20 +100,20 @@ pub fn domain_plugins(
     Ok(plugins)
 }
 
-/// Runs a node until Ctrl-C or SIGTERM.
-pub async fn run(settings: Settings) -> anyhow::Result<()> {
+/// Runs a node until Ctrl-C or SIGTERM, with the domains of `registry` (the built-ins,
+/// [`doin_plugins::builtin_registry`], plus whatever the binary adds).
+pub async fn run(settings: Settings, registry: PluginRegistry) -> anyhow::Result<()> {
     let config = &settings.config;
-    let registry = doin_plugins::builtin_registry();
     let plugins = domain_plugins(&registry, &config.domains)?;
-    let baselines: Vec<(DomainId, f64)> = plugins
+    let dev_domains: Vec<DevDomain> = plugins
         .iter()
-        .map(|(id, p)| (id.clone(), p.info().baseline_performance))
+        .map(|(id, p)| DevDomain::of(id, p.as_ref()))
         .collect();
 
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let key = Keypair::load_or_generate(&config.identity_path())?;
-    let params = settings.chain_params(&key.account(), &baselines)?;
+    let params = settings.chain_params(&key.account(), &dev_domains)?;
     if params.solo_mode {
         tracing::warn!(
             "solo mode: this node verifies its own work; never use it on a shared network"
@@ -215,14 +243,46 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     ));
     let producer = tokio::spawn(crate::producer::run(Arc::clone(&ctx), stop_rx.clone()));
 
+    let payments_path = config.data_dir.join("payments.db");
+    let (vouchers, held) = VoucherStore::open(&payments_path, config.inference.voucher_fsync)
+        .await
+        .with_context(|| format!("opening {}", payments_path.display()))?;
+    if !held.is_empty() {
+        tracing::info!(
+            "payments: {} channel(s) with vouchers to settle",
+            held.len()
+        );
+    }
+    let desk = PaymentDesk::new(
+        ctx.account(),
+        config.inference.settle_margin_blocks,
+        vouchers,
+        held,
+    );
+    let inference = Arc::new(InferenceService::new(
+        Arc::clone(&ctx),
+        config.inference.clone(),
+        &plugins,
+        desk,
+    ));
+    tokio::spawn(crate::inference::run(
+        Arc::clone(&inference),
+        stop_rx.clone(),
+    ));
+
     let listener = tokio::net::TcpListener::bind(settings.http_addr)
         .await
         .with_context(|| format!("binding the HTTP port {}", settings.http_addr))?;
     tracing::info!("HTTP API on http://{}", listener.local_addr()?);
     let mut http_stop = stop_rx.clone();
-    let http = tokio::spawn(crate::http::serve(Arc::clone(&ctx), listener, async move {
-        let _ = http_stop.changed().await;
-    }));
+    let http = tokio::spawn(crate::http::serve(
+        Arc::clone(&ctx),
+        inference,
+        listener,
+        async move {
+            let _ = http_stop.changed().await;
+        },
+    ));
 
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutting down"),

@@ -44,6 +44,24 @@ pub struct Overrides {
     pub reset_chain: bool,
 }
 
+/// What a development chain takes from a configured domain's plugin.
+#[derive(Debug, Clone)]
+pub struct DevDomain {
+    pub id: DomainId,
+    pub baseline_performance: f64,
+    pub hints: Option<doin_core::plugin::VerificationHints>,
+}
+
+impl DevDomain {
+    pub fn of(id: &DomainId, plugin: &dyn doin_core::plugin::DomainPlugin) -> DevDomain {
+        DevDomain {
+            id: id.clone(),
+            baseline_performance: plugin.info().baseline_performance,
+            hints: plugin.verification_hints(),
+        }
+    }
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -120,7 +138,7 @@ impl Settings {
     pub fn chain_params(
         &self,
         node: &AccountId,
-        baselines: &[(DomainId, f64)],
+        domains: &[DevDomain],
     ) -> Result<ChainParams, SettingsError> {
         let config = &self.config;
         if let Some(path) = &config.chain.genesis_file {
@@ -141,23 +159,29 @@ impl Settings {
         params.domains = config
             .domains
             .iter()
-            .map(|d| DomainParams {
-                id: d.domain_id.clone(),
-                quorum_size: if params.solo_mode {
-                    1
-                } else {
-                    config.quorum_min_evaluators
-                },
-                tolerance_rel: config.quorum_tolerance,
-                // The original's default ε (1e-5) is far below evaluator noise: a copy of the
-                // champion would earn. The chain's ε is at least the dev template's.
-                min_improvement: config.acceptance_tolerance.max(template.min_improvement),
-                baseline_performance: baselines
-                    .iter()
-                    .find(|(id, _)| id == &d.domain_id)
-                    .map_or(template.baseline_performance, |(_, b)| *b),
-                limits: d.resource_limits.clone(),
-                ..template.clone()
+            .map(|d| {
+                let plugin = domains.iter().find(|p| p.id == d.domain_id);
+                let hints = plugin.and_then(|p| p.hints);
+                DomainParams {
+                    id: d.domain_id.clone(),
+                    quorum_size: if params.solo_mode {
+                        1
+                    } else {
+                        config.quorum_min_evaluators
+                    },
+                    tolerance_rel: config.quorum_tolerance,
+                    tolerance_abs: hints.map_or(template.tolerance_abs, |h| h.tolerance_abs),
+                    // The original's default ε (1e-5) is far below evaluator noise: a copy of
+                    // the champion would earn. The chain's ε is at least the domain's own
+                    // (or the dev template's).
+                    min_improvement: config
+                        .acceptance_tolerance
+                        .max(hints.map_or(template.min_improvement, |h| h.min_improvement)),
+                    baseline_performance: plugin
+                        .map_or(template.baseline_performance, |p| p.baseline_performance),
+                    limits: d.resource_limits.clone(),
+                    ..template.clone()
+                }
             })
             .collect();
         params.target_block_time_ms = config
@@ -292,7 +316,22 @@ mod tests {
         let (s, _) = Settings::load(&path, &Overrides::default()).unwrap();
         let me = doin_core::Keypair::from_seed([1; 32]).account();
         let q = DomainId::new("quadratic").unwrap();
-        let p = s.chain_params(&me, &[(q.clone(), -123.0)]).unwrap();
+        let hints = doin_core::plugin::VerificationHints {
+            tolerance_abs: 0.1,
+            min_improvement: 0.05,
+        };
+        let p = s
+            .chain_params(
+                &me,
+                &[DevDomain {
+                    id: q.clone(),
+                    baseline_performance: -123.0,
+                    hints: Some(hints),
+                }],
+            )
+            .unwrap();
+        assert_eq!(p.domains[0].tolerance_abs, 0.1);
+        assert_eq!(p.domains[0].min_improvement, 0.05);
         assert!(p.solo_mode);
         assert_eq!(p.domains[0].quorum_size, 1);
         assert_eq!(p.domains[0].baseline_performance, -123.0);

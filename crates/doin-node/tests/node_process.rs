@@ -4,21 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::Read;
-use std::net::TcpListener;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_doin-node");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{free_port, Node, BIN};
 
 fn write_config(dir: &Path, port: u16) -> PathBuf {
     let config = serde_json::json!({
@@ -41,89 +33,6 @@ fn write_config(dir: &Path, port: u16) -> PathBuf {
     let path = dir.join("config.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
     path
-}
-
-struct Node {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Node {
-    /// Starts the binary; its log goes to a file next to the config (a pipe could fill up
-    /// and block the node).
-    fn start(config: &Path, port: u16) -> Node {
-        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let log = config.with_extension(format!("{n}.log"));
-        let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(BIN)
-            .args(["--config"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("start doin-node");
-        Node { child, port, log }
-    }
-
-    fn status(&self) -> Option<serde_json::Value> {
-        let url = format!("http://127.0.0.1:{}/status", self.port);
-        ureq::get(&url)
-            .timeout(Duration::from_secs(2))
-            .call()
-            .ok()?
-            .into_json()
-            .ok()
-    }
-
-    /// Waits until the chain height reaches `height` (bounded).
-    fn wait_height(&self, height: u64, limit: Duration) -> serde_json::Value {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.status() {
-                if status["chain_height"].as_u64().unwrap_or(0) >= height {
-                    return status;
-                }
-            }
-            assert!(
-                start.elapsed() < limit,
-                "height {height} not reached within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn stop(mut self) -> String {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let start = Instant::now();
-        while self.child.try_wait().unwrap().is_none() {
-            if start.elapsed() > Duration::from_secs(10) {
-                self.child.kill().unwrap();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let mut log = String::new();
-        if let Ok(mut f) = std::fs::File::open(&self.log) {
-            let _ = f.read_to_string(&mut log);
-        }
-        log
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn inspect_verify(data: &Path) -> String {

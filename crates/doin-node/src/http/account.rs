@@ -42,6 +42,8 @@ struct AccountTx {
 #[derive(Serialize)]
 struct AccountView<'a> {
     account: AccountId,
+    /// The chain height this view is taken at (the tip).
+    height: u64,
     /// Whether the chain state has a record of this account (any id is a valid, empty account).
     known: bool,
     balance: Amount,
@@ -116,6 +118,7 @@ pub(super) async fn account(
         .collect();
     let body = AccountView {
         account,
+        height: state.height,
         known: record.is_some(),
         balance: acc.balance,
         balance_display: acc.balance.to_string(),

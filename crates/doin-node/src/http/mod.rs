@@ -13,6 +13,10 @@
 //! | `GET /tx/{id}` | a confirmed or pending transaction |
 //! | `POST /tx` | submit a signed transaction (its serde JSON form) |
 //! | `GET /account/{id}?limit=` | balance, nonce, reputation, evaluator bonds, recent transactions |
+//! | `GET /inference` | the domains this node serves, with price, provider account and champion |
+//! | `POST /inference` | a prediction from a domain's champion, paid with a channel voucher |
+//! | `GET /channel/{id}` | a payment channel on chain, with this node's best voucher as provider |
+//! | `GET /channels?account=&limit=` | the channels of an account (default: this node) |
 //!
 //! Design:
 //! - **Errors are always JSON** (`{"error": code, "message": text}`, [`error::ApiError`]), for
@@ -32,6 +36,7 @@
 mod account;
 mod chain;
 pub mod error;
+mod inference;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -55,6 +60,7 @@ use serde::Serialize;
 use tower_http::cors::{Any as AnyOrigin, CorsLayer};
 
 use crate::context::NodeContext;
+use crate::inference::InferenceService;
 use error::ApiError;
 
 /// Largest request body accepted (a signed transaction is at most `max_tx_bytes` encoded,
@@ -65,6 +71,7 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 #[derive(Debug)]
 pub(crate) struct Api {
     pub(crate) ctx: Arc<NodeContext>,
+    pub(crate) inference: Arc<InferenceService>,
     /// The node's account, hex: computed once instead of per `/status` request.
     pub(crate) account_hex: String,
 }
@@ -72,10 +79,12 @@ pub(crate) struct Api {
 pub(crate) type ApiState = Arc<Api>;
 
 /// The API's router, with its error handling, body limit and CORS layers.
-pub fn router(ctx: Arc<NodeContext>) -> Router {
+pub fn router(ctx: Arc<NodeContext>, inference: Arc<InferenceService>) -> Router {
+    let inference_body_limit = inference.max_input_bytes() + inference::ENVELOPE_BYTES;
     let api = Arc::new(Api {
         account_hex: ctx.account().to_hex(),
         ctx,
+        inference,
     });
     let routes = Router::new()
         .route("/health", get(status::health))
@@ -87,6 +96,14 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
         .route("/tx", axum::routing::post(tx::submit))
         .route("/tx/{id}", get(tx::get_tx))
         .route("/account/{id}", get(account::account))
+        .route(
+            "/inference",
+            get(inference::offers)
+                .post(inference::infer)
+                .layer(DefaultBodyLimit::max(inference_body_limit)),
+        )
+        .route("/channel/{id}", get(inference::channel))
+        .route("/channels", get(inference::channels))
         // Must come after the routes: it applies to those already added.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found);
@@ -109,6 +126,7 @@ fn with_layers(routes: Router) -> Router {
 /// Serves the API on `listener` until `shutdown` completes; in-flight requests finish first.
 pub async fn serve(
     ctx: Arc<NodeContext>,
+    inference: Arc<InferenceService>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -117,7 +135,7 @@ pub async fn serve(
         // Small JSON responses: do not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router(ctx))
+    axum::serve(listener, router(ctx, inference))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -58,6 +58,14 @@ struct Status<'a> {
     mempool_size: usize,
     uptime_ms: u64,
     domains: StatusDomains<'a>,
+    /// Where to buy predictions from this node: `POST /inference` (details: `GET /inference`).
+    inference: StatusInference<'a>,
+}
+
+#[derive(Serialize)]
+struct StatusInference<'a> {
+    mode: doin_core::config::InferenceMode,
+    prices: &'a [crate::inference::DomainPrice],
 }
 
 /// The node's domains, serialized by iteration (no intermediate vector).
@@ -143,6 +151,10 @@ pub(super) async fn status(State(api): State<ApiState>) -> Response {
         domains: StatusDomains {
             domains: &ctx.domains,
             state,
+        },
+        inference: StatusInference {
+            mode: api.inference.mode(),
+            prices: api.inference.prices(),
         },
     };
     json_with_capacity(&body, 1024 + 512 * ctx.domains.len())

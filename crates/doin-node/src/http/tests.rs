@@ -13,7 +13,9 @@ use tokio::sync::{broadcast, Notify};
 use tower::ServiceExt;
 
 use doin_core::amount::Amount;
+use doin_core::channel::Voucher;
 use doin_core::fee::FeeBid;
+use doin_core::hash::Hash32;
 use doin_core::identity::{AccountId, Keypair, Signature};
 use doin_core::params::{ChainParams, DomainId};
 use doin_core::state::{ChainState, Champion};
@@ -22,8 +24,12 @@ use doin_core::tx::{SignedTx, TxBody, TxKind};
 use super::{router, serve, with_layers, MAX_BODY_BYTES};
 use crate::blobs::BlobStore;
 use crate::context::{now_ms, ChainView, DomainRuntime, NodeContext};
+use crate::inference::payments::PaymentDesk;
+use crate::inference::voucher_store::VoucherStore;
+use crate::inference::InferenceService;
 use crate::mempool::Mempool;
 use crate::storage::Store;
+use doin_core::config::InferenceConfig;
 
 const CHAIN: &str = "t";
 
@@ -42,8 +48,41 @@ fn quadratic() -> DomainId {
 
 struct TestNode {
     ctx: Arc<NodeContext>,
+    inference: Arc<InferenceService>,
     app: Router,
     _dir: tempfile::TempDir,
+}
+
+/// The quadratic domain as the test chain's domain (4 dimensions).
+fn quadratic_plugin() -> Arc<dyn doin_core::plugin::DomainPlugin> {
+    let config: doin_core::config::DomainConfig = serde_json::from_value(json!({
+        "domain_id": "quadratic",
+        "optimization_plugin": "quadratic",
+        "optimization_config": {"n_params": 4}
+    }))
+    .unwrap();
+    doin_plugins::builtin_registry()
+        .instantiate("quadratic", &config.plugin_setup())
+        .unwrap()
+}
+
+/// The inference service of a test node, with `config`.
+async fn inference_service(
+    ctx: &Arc<NodeContext>,
+    dir: &std::path::Path,
+    config: InferenceConfig,
+) -> Arc<InferenceService> {
+    let (vouchers, held) = VoucherStore::open(&dir.join("payments.db"), true)
+        .await
+        .unwrap();
+    let desk = PaymentDesk::new(ctx.account(), config.settle_margin_blocks, vouchers, held);
+    let plugins = std::collections::BTreeMap::from([(quadratic(), quadratic_plugin())]);
+    Arc::new(InferenceService::new(
+        Arc::clone(ctx),
+        config,
+        &plugins,
+        desk,
+    ))
 }
 
 /// A node on a dev chain where alice holds 100 DOIN and the node 7 DOIN and is a genesis
@@ -90,15 +129,18 @@ async fn test_node(blocks: u64) -> TestNode {
     for _ in 0..blocks {
         add_block(&ctx, Vec::new()).await;
     }
+    let inference = inference_service(&ctx, dir.path(), InferenceConfig::default()).await;
     TestNode {
-        app: router(Arc::clone(&ctx)),
+        app: router(Arc::clone(&ctx), Arc::clone(&inference)),
+        inference,
         ctx,
         _dir: dir,
     }
 }
 
-/// Builds the next block from `txs` (all must apply), stores it and moves the view.
-async fn add_block(ctx: &NodeContext, txs: Vec<SignedTx>) {
+/// Builds the next block from `txs` (all must apply), stores it and moves the view. Returns
+/// what the block paid the node (reward and tips).
+async fn add_block(ctx: &NodeContext, txs: Vec<SignedTx>) -> Amount {
     let view = ctx.view();
     let n = txs.len();
     let ts = view.state.empty_block_allowed_from(&ctx.params);
@@ -120,6 +162,12 @@ async fn add_block(ctx: &NodeContext, txs: Vec<SignedTx>) {
         state,
         tip: built.block.header,
     };
+    built
+        .receipt
+        .payouts
+        .get(&ctx.account())
+        .copied()
+        .unwrap_or_default()
 }
 
 fn transfer(nonce: u64, amount: u64) -> SignedTx {
@@ -189,7 +237,9 @@ fn assert_error_shape(what: &str, json: &Value) {
     let obj = json
         .as_object()
         .unwrap_or_else(|| panic!("{what}: error is not an object: {json}"));
-    assert_eq!(obj.len(), 2, "{what}: {json}");
+    // A 402 also says how to pay.
+    let payment = obj.contains_key("payment") && obj.contains_key("how_to_pay");
+    assert_eq!(obj.len(), if payment { 4 } else { 2 }, "{what}: {json}");
     assert!(
         obj["error"].as_str().is_some_and(|s| !s.is_empty()),
         "{what}: {json}"
@@ -910,9 +960,14 @@ async fn serve_answers_over_tcp_and_shuts_down() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(Arc::clone(&node.ctx), listener, async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(serve(
+        Arc::clone(&node.ctx),
+        Arc::clone(&node.inference),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let (status, missing) = tokio::task::spawn_blocking(move || {
         let status: Value = ureq::get(&format!("http://{addr}/status"))
             .call()
@@ -948,4 +1003,360 @@ async fn serve_answers_over_tcp_and_shuts_down() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+// === inference and payment channels ===
+
+fn alice_tx(nonce: u64, kind: TxKind) -> SignedTx {
+    TxBody {
+        chain_id: CHAIN.into(),
+        sender: alice().account(),
+        nonce,
+        fee: FeeBid {
+            max_fee: Amount(10_000),
+            tip: Amount(100),
+        },
+        kind,
+    }
+    .sign(&alice())
+}
+
+/// Stores a real quadratic model as `quadratic`'s champion and waits until it is served.
+async fn serve_champion(node: &TestNode) -> Champion {
+    let x = [0.5f64, -1.0, 2.0, 0.0];
+    let params: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let params_hash = node.ctx.blobs.put(&params, 1 << 20).unwrap();
+    let mut champion = crown(&node.ctx);
+    champion.params_hash = params_hash;
+    champion.params_size = params.len() as u64;
+    let mut view = node.ctx.view();
+    let mut state = (*view.state).clone();
+    state.champions.insert(quadratic(), champion.clone());
+    view.state = Arc::new(state);
+    *node.ctx.chain.write().unwrap() = view;
+    node.inference.refresh_models();
+    for _ in 0..200 {
+        if node.inference.offers()[0].ready {
+            return champion;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the champion was never loaded");
+}
+
+/// Opens a channel from alice to `provider` with `deposit` DOIN; returns its id.
+async fn open_channel(node: &TestNode, nonce: u64, provider: AccountId, deposit: u64) -> Hash32 {
+    add_block(
+        &node.ctx,
+        vec![alice_tx(
+            nonce,
+            TxKind::ChannelOpen {
+                provider,
+                deposit: Amount::from_doin(deposit),
+                lifetime: 1_000,
+            },
+        )],
+    )
+    .await;
+    doin_core::channel::channel_id(&alice().account(), nonce)
+}
+
+fn query(voucher: Option<&Voucher>, features: Value) -> String {
+    let mut body = json!({"domain_id": "quadratic", "input_data": {"features": features}});
+    if let Some(v) = voucher {
+        body["voucher"] = serde_json::to_value(v).unwrap();
+    }
+    body.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inference_is_served_from_the_champion_and_paid_by_voucher() {
+    let node = test_node(1).await;
+    let price = doin_core::config::DEFAULT_INFERENCE_PRICE;
+    let offers = get_json(&node.app, "/inference").await;
+    assert_eq!(offers.status, StatusCode::OK);
+    assert_eq!(offers.json["mode"], "paid");
+    assert_eq!(offers.json["offers"][0]["ready"], false);
+    let r = post(&node.app, "/inference", query(None, json!([0, 0, 0, 0]))).await;
+    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{}", r.json);
+    assert_eq!(r.json["payment"]["price"], price.units());
+    assert_eq!(r.json["payment"]["provider"], node.ctx.account().to_hex());
+
+    let champion = serve_champion(&node).await;
+    let channel = open_channel(&node, 0, node.ctx.account(), 2).await;
+    let pay = |amount: u64| Voucher::sign(&alice(), channel, Amount(amount));
+
+    let r = post(
+        &node.app,
+        "/inference",
+        query(Some(&pay(price.units())), json!([0.5, -1, 2, 1])),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["prediction"]["distance"], 1.0);
+    assert_eq!(r.json["optimae_id"], champion.commitment.to_hex());
+    assert_eq!(r.json["params_hash"], champion.params_hash.to_hex());
+    assert_eq!(r.json["performance"], champion.performance);
+    assert_eq!(r.json["price"], price.units());
+    assert_eq!(r.json["paid"], price.units());
+
+    // Replayed, lower, and not raised by a whole price: nothing is served, nothing charged.
+    for amount in [price.units(), price.units() - 1, price.units() * 2 - 1] {
+        let r = post(
+            &node.app,
+            "/inference",
+            query(Some(&pay(amount)), json!([0, 0, 0, 0])),
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            StatusCode::PAYMENT_REQUIRED,
+            "{amount}: {}",
+            r.json
+        );
+        assert_eq!(r.json["error"], "voucher_too_low");
+        assert_eq!(
+            r.json["payment"]["paid"],
+            price.units(),
+            "the client can resync"
+        );
+    }
+    // Above the deposit.
+    let r = post(
+        &node.app,
+        "/inference",
+        query(
+            Some(&pay(Amount::from_doin(3).units())),
+            json!([0, 0, 0, 0]),
+        ),
+    )
+    .await;
+    assert_eq!(r.json["error"], "voucher_above_deposit", "{}", r.json);
+    // Forged: signed by someone other than the channel's client.
+    let forged = Voucher::sign(&node_key(), channel, Amount(price.units() * 2));
+    let r = post(
+        &node.app,
+        "/inference",
+        query(Some(&forged), json!([0, 0, 0, 0])),
+    )
+    .await;
+    assert_eq!(r.json["error"], "bad_voucher_signature", "{}", r.json);
+    // Unknown channel, and a channel that pays another provider.
+    let unknown = Voucher::sign(&alice(), Hash32([42; 32]), Amount(price.units() * 2));
+    let r = post(
+        &node.app,
+        "/inference",
+        query(Some(&unknown), json!([0, 0, 0, 0])),
+    )
+    .await;
+    assert_eq!(r.json["error"], "channel_unknown", "{}", r.json);
+    let to_bob = open_channel(&node, 1, bob(), 1).await;
+    let other = Voucher::sign(&alice(), to_bob, Amount(price.units()));
+    let r = post(
+        &node.app,
+        "/inference",
+        query(Some(&other), json!([0, 0, 0, 0])),
+    )
+    .await;
+    assert_eq!(r.json["error"], "wrong_provider", "{}", r.json);
+
+    // Bad input is a 4xx and charges nothing: the same voucher pays afterwards.
+    let next = pay(price.units() * 2);
+    for (body, status, code) in [
+        (
+            query(Some(&next), json!([1, 2])),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+        (
+            query(Some(&next), json!("x")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+        (
+            json!({"domain_id": "nope", "input_data": {}, "voucher": next}).to_string(),
+            StatusCode::NOT_FOUND,
+            "unknown_domain",
+        ),
+        (
+            "{not json".to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            json!({"domain_id": "quadratic", "input": {}}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            json!({"domain_id": "quadratic", "input_data": {"features": "x".repeat(70_000)}})
+                .to_string(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+    ] {
+        let r = post(&node.app, "/inference", body).await;
+        assert_eq!(
+            (r.status, r.json["error"].as_str().unwrap()),
+            (status, code),
+            "{}",
+            r.json
+        );
+    }
+    let r = post(
+        &node.app,
+        "/inference",
+        query(Some(&next), json!([0, 0, 0, 0])),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["paid"], price.units() * 2);
+
+    // The provider's view of the channel, and the voucher is on disk.
+    let c = get_json(&node.app, &format!("/channel/{channel}")).await;
+    assert_eq!(c.status, StatusCode::OK, "{}", c.json);
+    assert_eq!(c.json["best_voucher"], price.units() * 2);
+    assert_eq!(c.json["queries"], 2);
+    assert_eq!(c.json["settled"], 0);
+    let list = get_json(&node.app, "/channels").await;
+    assert_eq!(
+        list.json["channels"].as_array().unwrap().len(),
+        1,
+        "{}",
+        list.json
+    );
+    let (_, stored) = VoucherStore::open(&node._dir.path().join("payments.db"), true)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].voucher, next);
+
+    // A new champion whose parameters are not here (yet): the previous model keeps serving.
+    let mut view = node.ctx.view();
+    let mut state = (*view.state).clone();
+    let newer = Champion {
+        commitment: Hash32([11; 32]),
+        params_hash: Hash32([12; 32]),
+        ..champion.clone()
+    };
+    state.champions.insert(quadratic(), newer);
+    view.state = Arc::new(state);
+    *node.ctx.chain.write().unwrap() = view;
+    node.inference.refresh_models();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let r = post(
+        &node.app,
+        "/inference",
+        query(Some(&pay(price.units() * 3)), json!([0, 0, 0, 0])),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["optimae_id"], champion.commitment.to_hex());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_settles_a_closing_channel_and_collects_after_the_window() {
+    let node = test_node(1).await;
+    serve_champion(&node).await;
+    let price = doin_core::config::DEFAULT_INFERENCE_PRICE;
+    let deposit = Amount::from_doin(2);
+    let channel = open_channel(&node, 0, node.ctx.account(), 2).await;
+    for i in 1..=3 {
+        let v = Voucher::sign(&alice(), channel, Amount(price.units() * i));
+        let r = post(
+            &node.app,
+            "/inference",
+            query(Some(&v), json!([0, 0, 0, 0])),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    }
+    let paid = Amount(price.units() * 3);
+    let node_before = node.ctx.view().state.account(&node.ctx.account()).balance;
+    let alice_before = node.ctx.view().state.account(&alice().account()).balance;
+
+    // Nothing to do while the channel is open and far from expiry.
+    node.inference.desk().on_block(&node.ctx);
+    assert_eq!(mempool_len(&node.ctx), 0);
+    // The client closes: the provider settles its best voucher at once.
+    let close = alice_tx(1, TxKind::ChannelClose { channel });
+    let close_fee = doin_core::fee::charge(&close.body.fee, node.ctx.view().state.base_fee)
+        .unwrap()
+        .total();
+    let mut earned = add_block(&node.ctx, vec![close]).await;
+    node.inference.desk().on_block(&node.ctx);
+    let pending = node.ctx.mempool.lock().unwrap().candidates(10);
+    assert_eq!(pending.len(), 1);
+    assert!(
+        matches!(pending[0].body.kind, TxKind::ChannelSettle { voucher } if voucher.amount == paid)
+    );
+    // Sent once, not again on the next block event.
+    node.inference.desk().on_block(&node.ctx);
+    assert_eq!(mempool_len(&node.ctx), 1);
+    let mut fees = doin_core::fee::charge(&pending[0].body.fee, node.ctx.view().state.base_fee)
+        .unwrap()
+        .total();
+    earned = earned
+        .checked_add(add_block(&node.ctx, pending.clone()).await)
+        .unwrap();
+    let ch = node.ctx.view().state.channels[&channel].clone();
+    assert_eq!(ch.settled, paid);
+    // Settling the same voucher twice is refused by the chain.
+    let again = node.ctx.submit_own(TxKind::ChannelSettle {
+        voucher: Voucher::sign(&alice(), channel, paid),
+    });
+    assert!(again.is_err(), "{again:?}");
+    // Collecting before the window ends is refused.
+    let early = node.ctx.submit_own(TxKind::ChannelCollect { channel });
+    assert!(early.is_err(), "{early:?}");
+    assert_eq!(
+        mempool_len(&node.ctx),
+        0,
+        "refused transactions are not queued"
+    );
+
+    // After the window, the provider collects: it gets exactly what was paid, alice the rest.
+    let closes_at = ch.closes_at.unwrap();
+    while node.ctx.view().state.channels.contains_key(&channel) {
+        assert!(
+            node.ctx.view().state.height <= closes_at + 2,
+            "never collected"
+        );
+        node.inference.desk().on_block(&node.ctx);
+        let txs = node.ctx.mempool.lock().unwrap().candidates(10);
+        for tx in &txs {
+            assert!(
+                matches!(tx.body.kind, TxKind::ChannelCollect { .. }),
+                "{tx:?}"
+            );
+            let fee = doin_core::fee::charge(&tx.body.fee, node.ctx.view().state.base_fee).unwrap();
+            fees = fees.checked_add(fee.total()).unwrap();
+        }
+        earned = earned.checked_add(add_block(&node.ctx, txs).await).unwrap();
+    }
+    let state = node.ctx.view().state;
+    assert_eq!(
+        state.account(&alice().account()).balance,
+        alice_before
+            .checked_add(deposit.checked_sub(paid).unwrap())
+            .and_then(|a| a.checked_sub(close_fee))
+            .unwrap(),
+        "alice gets back the deposit minus what she paid, and paid her close fee"
+    );
+    let node_after = state.account(&node.ctx.account()).balance;
+    assert_eq!(
+        node_after,
+        node_before
+            .checked_add(paid)
+            .and_then(|a| a.checked_add(earned))
+            .and_then(|a| a.checked_sub(fees))
+            .unwrap(),
+        "the node gets exactly what was paid, plus its block rewards and tips, minus its fees"
+    );
+    node.inference.desk().on_block(&node.ctx);
+    assert!(
+        node.inference.desk().held(&channel).is_none(),
+        "paid-out channels are forgotten"
+    );
+    state.check_conservation().unwrap();
 }
