@@ -1360,3 +1360,94 @@ async fn provider_settles_a_closing_channel_and_collects_after_the_window() {
     );
     state.check_conservation().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn free_mode_answers_without_a_voucher_and_charges_nothing() {
+    let mut node = test_node(1).await;
+    let config = InferenceConfig {
+        mode: doin_core::config::InferenceMode::Free,
+        ..InferenceConfig::default()
+    };
+    let dir = node._dir.path().join("free");
+    std::fs::create_dir_all(&dir).unwrap();
+    node.inference = inference_service(&node.ctx, &dir, config).await;
+    node.app = router(Arc::clone(&node.ctx), Arc::clone(&node.inference));
+    serve_champion(&node).await;
+    let offers = get_json(&node.app, "/inference").await;
+    assert_eq!(offers.json["mode"], "free");
+    assert_eq!(offers.json["offers"][0]["price"], 0);
+    let r = post(&node.app, "/inference", query(None, json!([0.5, -1, 2, 0]))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["prediction"]["distance"], 0.0);
+    assert_eq!(r.json["price"], 0);
+    assert!(r.json.get("paid").is_none(), "{}", r.json);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_settles_before_expiry_and_refuses_vouchers_it_could_not_settle() {
+    let node = test_node(1).await;
+    serve_champion(&node).await;
+    let price = doin_core::config::DEFAULT_INFERENCE_PRICE;
+    let margin = InferenceConfig::default().settle_margin_blocks;
+    let lifetime = margin + 4;
+    add_block(
+        &node.ctx,
+        vec![alice_tx(
+            0,
+            TxKind::ChannelOpen {
+                provider: node.ctx.account(),
+                deposit: Amount::from_doin(1),
+                lifetime,
+            },
+        )],
+    )
+    .await;
+    let channel = doin_core::channel::channel_id(&alice().account(), 0);
+    let expires_at = node.ctx.view().state.channels[&channel].expires_at;
+    let v = Voucher::sign(&alice(), channel, price);
+    let r = post(
+        &node.app,
+        "/inference",
+        query(Some(&v), json!([0, 0, 0, 0])),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    // Blocks go by without a close; the node settles once expiry is `margin` blocks away.
+    let mut settled_at = None;
+    let mut paid = 1;
+    while node.ctx.view().state.height < expires_at {
+        node.inference.desk().on_block(&node.ctx);
+        let txs = node.ctx.mempool.lock().unwrap().candidates(10);
+        if txs
+            .iter()
+            .any(|t| matches!(t.body.kind, TxKind::ChannelSettle { .. }))
+        {
+            settled_at.get_or_insert(node.ctx.view().state.height + 1);
+        }
+        // Served while the node can still settle; refused once too close to expiry.
+        let next = Voucher::sign(&alice(), channel, Amount(price.units() * (paid + 1)));
+        let r = post(
+            &node.app,
+            "/inference",
+            query(Some(&next), json!([0, 0, 0, 0])),
+        )
+        .await;
+        if node.ctx.view().state.height + margin >= expires_at {
+            assert_eq!(r.json["error"], "channel_closing", "{}", r.json);
+        } else {
+            assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+            paid += 1;
+        }
+        add_block(&node.ctx, txs).await;
+    }
+    let settled_at = settled_at.expect("the node settled before expiry");
+    assert!(
+        settled_at < expires_at,
+        "settled at {settled_at}, expiry {expires_at}"
+    );
+    assert_eq!(
+        node.ctx.view().state.channels[&channel].settled,
+        Amount(price.units() * paid),
+        "everything served was settled"
+    );
+}
