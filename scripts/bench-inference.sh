@@ -6,7 +6,7 @@
 #   DURATION      wrk duration (default 10s)
 #   CONNECTIONS   connections = wrk threads = channels (default 16)
 #   DOMAIN_CONFIG the domain's JSON (default: quadratic, 10 dimensions, target -50)
-#   INPUT         one query's input_data (default: 10 features)
+#   INPUT         one query's input_data (default: built from the offer's input shape)
 #   FEATURES      cargo features of the node (e.g. "torch" for ts_forecast)
 #   VOUCHER_FSYNC inference.voucher_fsync (default true: fsync every group commit)
 set -euo pipefail
@@ -18,7 +18,6 @@ command -v wrk >/dev/null || { echo "bench-inference: wrk is missing (apt-get in
 duration=${DURATION:-10s}
 conns=${CONNECTIONS:-16}
 domain_config=${DOMAIN_CONFIG:-'{"domain_id": "quadratic", "optimize": true, "evaluate": true, "optimization_plugin": "quadratic", "target_performance": -50.0}'}
-input=${INPUT:-'{"features": [0.5, 1, -2, 3, 0, 0.25, 1, 1, -1, 2]}'}
 domain=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["domain_id"])' "$domain_config")
 cargo build --release -q -p doin-node ${FEATURES:+--features "$FEATURES"}
 cargo build --release -q -p doin-client --example presign_vouchers
@@ -45,6 +44,17 @@ for i in $(seq 600); do
     [ "$i" = 600 ] && { echo "no model after 300 s" >&2; tail "$dir/node.log" >&2; exit 1; }
     sleep 0.5
 done
+
+# One query's input, from the shape the served model describes in GET /inference.
+input=${INPUT:-$(curl -sf "$url/inference" | python3 -c '
+import json, math, sys
+shape = json.load(sys.stdin)["offers"][0]["input"]
+if "features" in shape:
+    print(json.dumps({"features": [0.5 * (i % 5) - 1 for i in range(shape["features"])]}))
+else:
+    print(json.dumps({"window": [math.sin(i / 3) + 0.01 * i for i in range(shape["window"])]}))
+')}
+echo "input_data: ${input:0:120}"
 
 # A funded client with one channel per connection, and enough pre-signed vouchers for
 # 40,000 requests/s over $duration (more than this machine serves).

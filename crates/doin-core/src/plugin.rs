@@ -354,6 +354,13 @@ pub trait Infer: Send + Sync {
         })?;
         self.infer(params, input)
     }
+
+    /// What a query to `model` looks like, for clients (e.g. `{"features": 10}` or
+    /// `{"window": 48, "horizon": 8}`); `null` when the domain does not say.
+    fn describe_input(&self, model: &PreparedModel) -> serde_json::Value {
+        let _ = model;
+        serde_json::Value::Null
+    }
 }
 
 /// A model decoded by [`Infer::prepare`]: whatever the domain needs to answer queries fast,

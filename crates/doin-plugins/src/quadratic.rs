@@ -576,6 +576,10 @@ impl Infer for Quadratic {
         Ok(PreparedModel::new(PreparedPoint { x, performance }))
     }
 
+    fn describe_input(&self, _model: &PreparedModel) -> Value {
+        json!({"features": self.config.n_params()})
+    }
+
     fn infer_prepared(&self, model: &PreparedModel, input: &Value) -> PluginResult<Value> {
         let point = model
             .downcast_ref::<PreparedPoint>()

@@ -1083,6 +1083,8 @@ async fn inference_is_served_from_the_champion_and_paid_by_voucher() {
     assert_eq!(r.json["payment"]["provider"], node.ctx.account().to_hex());
 
     let champion = serve_champion(&node).await;
+    let offers = get_json(&node.app, "/inference").await;
+    assert_eq!(offers.json["offers"][0]["input"], json!({"features": 4}));
     let channel = open_channel(&node, 0, node.ctx.account(), 2).await;
     let pay = |amount: u64| Voucher::sign(&alice(), channel, Amount(amount));
 

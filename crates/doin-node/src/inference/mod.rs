@@ -144,6 +144,8 @@ pub struct Offer {
     pub provider: doin_core::identity::AccountId,
     pub champion: Option<OfferChampion>,
     pub ready: bool,
+    /// The shape of `input_data` the served model takes (domain-defined; `null` if unknown).
+    pub input: Value,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -245,12 +247,18 @@ impl InferenceService {
                     performance: c.performance,
                     height: c.height,
                 });
+                let model = d.model();
+                let input = match (&model, d.plugin.inference()) {
+                    (Some(m), Some(infer)) => infer.describe_input(&m.prepared),
+                    _ => Value::Null,
+                };
                 Offer {
                     domain_id: id.clone(),
                     price: d.price,
                     provider: self.ctx.account(),
-                    ready: d.model().is_some(),
+                    ready: model.is_some(),
                     champion,
+                    input,
                 }
             })
             .collect()

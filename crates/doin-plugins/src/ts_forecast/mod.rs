@@ -540,6 +540,13 @@ impl Infer for TsForecast {
         Ok(PreparedModel::new(self.config.decode_params(params)?))
     }
 
+    fn describe_input(&self, model: &PreparedModel) -> Value {
+        model.downcast_ref::<ModelParams>().map_or(
+            Value::Null,
+            |p| json!({"window": p.hyper.window, "horizon": p.horizon}),
+        )
+    }
+
     fn infer_prepared(&self, model: &PreparedModel, input: &Value) -> PluginResult<Value> {
         let params = model.downcast_ref::<ModelParams>().ok_or_else(|| {
             PluginError::Failed("prepared model is not a ts-forecast network".into())
