@@ -37,9 +37,16 @@ trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$dir
 url="http://127.0.0.1:$port"
 wallet() { target/release/doin-node wallet --node "$url" "$@"; }
 
-echo "waiting for an accepted model of $domain to serve..."
+# Measure a stable model: wait until the domain reached its target (the optimizer stops, so
+# the champion, and with it the input shape, no longer changes) and its model is served.
+echo "waiting for $domain to converge and its model to serve..."
 for i in $(seq 600); do
-    ready=$(curl -sf "$url/inference" | python3 -c 'import json,sys; print(all(o["ready"] for o in json.load(sys.stdin)["offers"]))' 2>/dev/null || echo False)
+    ready=$(python3 -c '
+import json, sys, urllib.request
+get = lambda p: json.load(urllib.request.urlopen(sys.argv[1] + p))
+offers = get("/inference")["offers"]
+domains = get("/status")["domains"]
+print(all(o["ready"] for o in offers) and all(d["converged"] for d in domains))' "$url" 2>/dev/null || echo False)
     [ "$ready" = True ] && break
     [ "$i" = 600 ] && { echo "no model after 300 s" >&2; tail "$dir/node.log" >&2; exit 1; }
     sleep 0.5
@@ -80,3 +87,4 @@ echo
 echo "paid POST /inference ($domain, $conns channels): ${rps} requests/s, p50 ${p50}, p99 ${p99} (goal >= 10000 requests/s, p99 < 10ms)"
 echo "answers: $total ($failed not 200); paid queries held by the node: $held (wrk does not count the last in-flight answer of each connection)"
 echo "voucher_fsync: ${VOUCHER_FSYNC:-true}"
+[ "$failed" = 0 ] || { echo "bench-inference: $failed answers were not 200" >&2; exit 1; }
