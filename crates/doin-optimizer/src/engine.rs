@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use doin_core::config::DomainConfig;
+use doin_core::hash::Hash32;
 use doin_core::limits::ResourceLimits;
 use doin_core::plugin::{
     DomainInfo, DomainPlugin, Migrant, Optimize, OptimizerSetup, PluginError, Proposal,
@@ -14,6 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
+use std::collections::BTreeMap;
+
+use crate::ga::{GaConfig, GaStats, Genetic};
 use crate::OptimizerRole;
 
 /// L2 patience when `optimization_patience` is absent (the original's node config value).
@@ -46,7 +50,7 @@ pub enum EngineError {
 /// Result alias of engine calls.
 pub type EngineResult<T> = Result<T, EngineError>;
 
-fn invalid(field: &str, reason: impl Into<String>) -> EngineError {
+pub(crate) fn invalid(field: &str, reason: impl Into<String>) -> EngineError {
     EngineError::InvalidSetting {
         field: field.to_string(),
         reason: reason.into(),
@@ -185,6 +189,77 @@ pub fn round_seed(run_seed: u64, round: u64) -> u64 {
     mix(mix(run_seed) ^ round)
 }
 
+// === optimizer choice and migration ===
+
+/// Which search an engine runs: `optimization_config.optimizer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    /// The domain's own optimizer ([`DomainPlugin::new_optimizer`]; the quadratic's and
+    /// ts-forecast's random-step climbers). The default, so existing configs keep their
+    /// behaviour; `"random_step"` and `"plugin"` both name it.
+    #[serde(alias = "plugin")]
+    RandomStep,
+    /// The GA island over the domain's [`doin_core::plugin::Train`] capability ([`Genetic`]).
+    Ga,
+}
+
+/// What the engine does with other islands' champions: `optimization_config.migration`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationPolicy {
+    /// Inject them into the search, replacing the worst member (default).
+    ReplaceWorst,
+    /// Keep the search isolated: champions only raise the commit bar (and can converge the
+    /// engine), which is what a control island in an experiment needs.
+    None,
+}
+
+/// `optimizer` and `migration` of an optimization config; `optimizer` is `None` when absent.
+fn choice(config: &Value) -> EngineResult<(Option<OptimizerKind>, MigrationPolicy)> {
+    let kind = match config.get("optimizer") {
+        None => None,
+        Some(v) => Some(serde_json::from_value(v.clone()).map_err(|_| {
+            invalid(
+                "optimizer",
+                format!("must be \"ga\" or \"random_step\", got {v}"),
+            )
+        })?),
+    };
+    let migration = match config.get("migration") {
+        None => MigrationPolicy::ReplaceWorst,
+        Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
+            invalid(
+                "migration",
+                format!("must be \"replace_worst\" or \"none\", got {v}"),
+            )
+        })?,
+    };
+    Ok((kind, migration))
+}
+
+/// The search behind an engine.
+enum Search {
+    Plugin(Box<dyn Optimize>),
+    Genetic(Box<Genetic>),
+}
+
+impl Search {
+    fn propose(&mut self, ctx: &ProposeContext<'_>) -> Result<Proposal, PluginError> {
+        match self {
+            Search::Plugin(o) => o.propose(ctx),
+            Search::Genetic(g) => g.propose(ctx),
+        }
+    }
+
+    fn inject(&mut self, migrant: &Migrant) -> Result<(), PluginError> {
+        match self {
+            Search::Plugin(o) => o.inject(migrant),
+            Search::Genetic(g) => g.inject(migrant),
+        }
+    }
+}
+
 // === steps and stats ===
 
 /// The outcome of one [`Engine::step`].
@@ -216,6 +291,9 @@ pub struct EngineStats {
     pub stalled: bool,
     /// The local best or the champion reached the target; `step` no longer proposes.
     pub converged: bool,
+    /// The GA's generations, stage, mutation scale and surrogate use (`None` for a plugin's
+    /// own optimizer).
+    pub ga: Option<GaStats>,
 }
 
 // === the engine ===
@@ -238,9 +316,15 @@ pub struct EngineStats {
 ///
 /// Champions of other islands arrive through [`observe_champion`](Engine::observe_champion)
 /// and are injected into the plugin's optimizer (the island model).
+///
+/// The search is the domain's own optimizer or the GA over its `Train` capability, chosen by
+/// `optimization_config.optimizer` (`"random_step"`, the default, or `"ga"`; a domain without
+/// an optimizer of its own but with `Train` gets the GA).
 pub struct Engine {
     info: DomainInfo,
-    optimizer: Box<dyn Optimize>,
+    optimizer: Search,
+    kind: OptimizerKind,
+    migration: MigrationPolicy,
     limits: ResourceLimits,
     seed: u64,
     stop: StopSettings,
@@ -295,11 +379,31 @@ impl Engine {
                 format!("the plugin's baseline must be a finite number, got {baseline}"),
             ));
         }
-        let optimizer = plugin.new_optimizer(&setup)?;
+        let (kind, migration) = choice(&setup.config)?;
+        let (optimizer, kind) = match kind {
+            Some(OptimizerKind::Ga) => (
+                Search::Genetic(genetic(plugin, &setup, &stop)?),
+                OptimizerKind::Ga,
+            ),
+            Some(OptimizerKind::RandomStep) => (
+                Search::Plugin(plugin.new_optimizer(&setup)?),
+                OptimizerKind::RandomStep,
+            ),
+            None => match plugin.new_optimizer(&setup) {
+                Ok(o) => (Search::Plugin(o), OptimizerKind::RandomStep),
+                Err(PluginError::Unsupported { .. }) if plugin.trainer().is_some() => (
+                    Search::Genetic(genetic(plugin, &setup, &stop)?),
+                    OptimizerKind::Ga,
+                ),
+                Err(e) => return Err(e.into()),
+            },
+        };
         let converged = target.is_some_and(|t| baseline >= t);
         Ok(Engine {
             info,
             optimizer,
+            kind,
+            migration,
             limits: setup.limits,
             seed: setup.seed,
             stop,
@@ -323,6 +427,16 @@ impl Engine {
     /// The target in force (the settings' or the plugin's).
     pub fn target_performance(&self) -> Option<f64> {
         self.target
+    }
+
+    /// The search this engine runs.
+    pub fn optimizer_kind(&self) -> OptimizerKind {
+        self.kind
+    }
+
+    /// How champions of other islands are used.
+    pub fn migration(&self) -> MigrationPolicy {
+        self.migration
     }
 
     /// Runs one round; CPU-bound (call it from a blocking thread).
@@ -392,7 +506,9 @@ impl Engine {
         if self.target.is_some_and(|t| performance >= t) {
             self.converged = true;
         }
-        self.optimizer.inject(&migrant)?;
+        if self.migration == MigrationPolicy::ReplaceWorst {
+            self.optimizer.inject(&migrant)?;
+        }
         if self
             .champion
             .as_ref()
@@ -403,17 +519,76 @@ impl Engine {
         Ok(())
     }
 
+    /// Takes in another island's revealed, not yet verified candidate (optimistic
+    /// migration). Unlike [`Engine::observe_champion`] it does not raise the commit bar or
+    /// converge the engine (a claim is not a verdict): the GA adds it with a provisional
+    /// fitness until [`Engine::observe_champion`] confirms it or [`Engine::observe_rejected`]
+    /// discards it; a plugin's own optimizer gets it through `inject` (which judges migrants
+    /// by their recomputed performance, never by the claim).
+    pub fn observe_revealed(&mut self, migrant: Migrant) -> EngineResult<()> {
+        if !migrant.performance.is_finite() {
+            return Err(EngineError::NonFiniteChampion {
+                value: migrant.performance,
+            });
+        }
+        if self.migration == MigrationPolicy::None {
+            return Ok(());
+        }
+        match &mut self.optimizer {
+            Search::Genetic(g) => g.inject_provisional(&migrant)?,
+            Search::Plugin(o) => o.inject(&migrant)?,
+        }
+        Ok(())
+    }
+
+    /// The chain rejected the optimae with parameters `params_hash`: a provisional migrant of
+    /// it leaves the population. Returns whether one was found.
+    pub fn observe_rejected(&mut self, params_hash: &Hash32) -> bool {
+        match &mut self.optimizer {
+            Search::Genetic(g) => g.reject(params_hash),
+            Search::Plugin(_) => false,
+        }
+    }
+
+    /// A (hyperparameters → verified performance) record of any participant (the node's
+    /// analytics: accepted and rejected verdicts), for the GA's L3 surrogate. Ignored by a
+    /// plugin's own optimizer and for non-finite performances.
+    pub fn observe_record(&mut self, hyperparameters: &BTreeMap<String, f64>, performance: f64) {
+        if let Search::Genetic(g) = &mut self.optimizer {
+            g.add_record(hyperparameters, performance);
+        }
+    }
+
     pub fn stats(&self) -> EngineStats {
+        let ga = match &self.optimizer {
+            Search::Genetic(g) => Some(g.stats()),
+            Search::Plugin(_) => None,
+        };
         EngineStats {
+            ga,
             rounds: self.rounds,
             improvements: self.improvements,
             best_performance: self.best_performance,
             champion_performance: self.champion_performance,
             stalled_rounds: self.stalled_rounds,
-            stalled: self.stalled_rounds >= self.stop.optimization_patience,
+            // The GA counts L2 patience in generations (and advances stages with it).
+            stalled: ga.map_or(
+                self.stalled_rounds >= self.stop.optimization_patience,
+                |g| g.stalled,
+            ),
             converged: self.converged,
         }
     }
+}
+
+/// The GA of `plugin`, its L2 patience (in generations) taken from the stop settings.
+fn genetic(
+    plugin: Arc<dyn DomainPlugin>,
+    setup: &OptimizerSetup,
+    stop: &StopSettings,
+) -> EngineResult<Box<Genetic>> {
+    let config = GaConfig::from_json(&setup.config, stop.optimization_patience)?;
+    Ok(Box::new(Genetic::new(plugin, setup, config)?))
 }
 
 /// `value` improves on `bar` by at least `epsilon` (and strictly); anything beats no bar.
@@ -428,6 +603,18 @@ impl OptimizerRole for Engine {
 
     fn observe_champion(&mut self, migrant: Migrant) -> EngineResult<()> {
         Engine::observe_champion(self, migrant)
+    }
+
+    fn observe_revealed(&mut self, migrant: Migrant) -> EngineResult<()> {
+        Engine::observe_revealed(self, migrant)
+    }
+
+    fn observe_rejected(&mut self, params_hash: &Hash32) -> bool {
+        Engine::observe_rejected(self, params_hash)
+    }
+
+    fn observe_record(&mut self, hyperparameters: &BTreeMap<String, f64>, performance: f64) {
+        Engine::observe_record(self, hyperparameters, performance)
     }
 
     fn stats(&self) -> EngineStats {

@@ -42,12 +42,19 @@
 //! ```
 
 mod engine;
+pub mod ga;
+mod rng;
+pub mod surrogate;
 
 pub use engine::{
-    round_seed, Engine, EngineError, EngineResult, EngineStats, Step, StopSettings,
-    DEFAULT_MIN_IMPROVEMENT, DEFAULT_OPTIMIZATION_PATIENCE,
+    round_seed, Engine, EngineError, EngineResult, EngineStats, MigrationPolicy, OptimizerKind,
+    Step, StopSettings, DEFAULT_MIN_IMPROVEMENT, DEFAULT_OPTIMIZATION_PATIENCE,
 };
+pub use ga::{GaConfig, GaStats, Genetic, MetaOptimizer};
 
+use std::collections::BTreeMap;
+
+use doin_core::hash::Hash32;
 use doin_core::plugin::Migrant;
 
 /// What the node needs from an optimizer: implemented by [`Engine`], composed by the node as
@@ -56,11 +63,33 @@ pub trait OptimizerRole: Send {
     /// One round of search: CPU-bound, so call it from a blocking thread.
     fn step(&mut self) -> EngineResult<Step>;
 
-    /// A champion accepted on chain, or revealed by another island (optimistic adoption).
+    /// A champion accepted on chain (its verified performance).
     fn observe_champion(&mut self, migrant: Migrant) -> EngineResult<()>;
+
+    /// A candidate another island revealed, not yet verified (optimistic migration). The
+    /// default ignores it.
+    fn observe_revealed(&mut self, migrant: Migrant) -> EngineResult<()> {
+        let _ = migrant;
+        Ok(())
+    }
+
+    /// The optimae with parameters `params_hash` was rejected; returns whether a provisional
+    /// migrant of it was dropped. The default does nothing.
+    fn observe_rejected(&mut self, params_hash: &Hash32) -> bool {
+        let _ = params_hash;
+        false
+    }
+
+    /// A (hyperparameters → verified performance) record for the L3 meta-optimizer. The
+    /// default ignores it.
+    fn observe_record(&mut self, hyperparameters: &BTreeMap<String, f64>, performance: f64) {
+        let _ = (hyperparameters, performance);
+    }
 
     fn stats(&self) -> EngineStats;
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ga;

@@ -143,7 +143,12 @@ fn feed_champions(
                 let _ = handle.champions.send(Migrant {
                     params,
                     performance: median,
-                    hyperparameters: Default::default(),
+                    // The reveal's `hp.*` metrics, so a GA island can place the champion.
+                    hyperparameters: record
+                        .metrics
+                        .iter()
+                        .filter_map(|m| Some((m.name.strip_prefix("hp.")?.to_string(), m.value)))
+                        .collect(),
                 });
             }
             _ => tracing::debug!(

@@ -1,0 +1,229 @@
+//! `doin-optimizer`: run one domain's optimizer engine on its own, from a node config file.
+//!
+//! ```text
+//! doin-optimizer --config examples/quickstart.json --domain quadratic --rounds 2000 \
+//!     --seed 7 --optimizer ga [--meta gp] [--target -50] [--set population=12] [--json]
+//! ```
+//!
+//! Standalone mode (no network): the engine runs round after round until the domain's
+//! target is reached or `--rounds` are spent, with a progress bar on stderr, and prints a
+//! summary (rounds, best, time, improvements, rounds and seconds to the target). `--json`
+//! prints the summary as one JSON object on stdout, for scripts
+//! (`scripts/optimizer-experiment.sh`).
+//!
+//! `--attach URL --key FILE` (worker mode) is not available yet; see `docs/optimizer.md`
+//! for what it needs from the node.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use doin_core::config::NodeConfig;
+use doin_core::params::DomainId;
+use doin_optimizer::{Engine, Step, StopSettings};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{json, Value};
+
+/// Runs a DOIN domain's optimizer standalone (no network) and summarizes the run.
+#[derive(Debug, Parser)]
+#[command(name = "doin-optimizer", version)]
+struct Cli {
+    /// Node configuration file (JSON), e.g. examples/quickstart.json.
+    #[arg(long)]
+    config: PathBuf,
+    /// Domain id of the config to optimize (default: the first domain).
+    #[arg(long)]
+    domain: Option<String>,
+    /// Most rounds (candidate evaluations) to run.
+    #[arg(long, default_value_t = 10_000)]
+    rounds: u64,
+    /// Run seed: the same seed reproduces the same run.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Search to run: `ga` or `random_step` (default: the domain config's `optimizer`).
+    #[arg(long)]
+    optimizer: Option<String>,
+    /// L3 meta-optimizer for the GA: `gp` or `none` (default: the config's).
+    #[arg(long)]
+    meta: Option<String>,
+    /// Target performance (default: the domain config's `target_performance`).
+    #[arg(long, allow_hyphen_values = true)]
+    target: Option<f64>,
+    /// Overrides one optimization_config key: `--set population=16` (the value is JSON,
+    /// or a string when it is not valid JSON). Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Keep running after the target is reached (measures the best after `--rounds`).
+    #[arg(long)]
+    no_stop: bool,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Work for a node as a remote worker (not available yet).
+    #[arg(long, value_name = "URL")]
+    attach: Option<String>,
+    /// The worker's key file (with --attach).
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if cli.attach.is_some() || cli.key.is_some() {
+        bail!(
+            "--attach is not available yet: a remote worker needs the node to accept parameter \
+             blobs it did not produce (POST /params) and to serve its evaluators those blobs; \
+             see docs/optimizer.md (\"Attaching to a node\")"
+        );
+    }
+    let text = std::fs::read_to_string(&cli.config)
+        .with_context(|| format!("reading {}", cli.config.display()))?;
+    let (config, warnings) = NodeConfig::from_json_str(&text)
+        .with_context(|| format!("parsing {}", cli.config.display()))?;
+    for w in warnings {
+        eprintln!("config warning: {w}");
+    }
+    let mut domain = match &cli.domain {
+        None => config
+            .domains
+            .first()
+            .cloned()
+            .context("the config has no domains")?,
+        Some(id) => {
+            let id = DomainId::new(id).context("invalid --domain")?;
+            config
+                .domain(&id)
+                .cloned()
+                .with_context(|| format!("domain {id} is not in the config"))?
+        }
+    };
+    if let Some(t) = cli.target {
+        domain.target_performance = Some(t);
+    }
+    if let Some(o) = &cli.optimizer {
+        domain
+            .optimization_config
+            .insert("optimizer".into(), Value::String(o.clone()));
+    }
+    if let Some(m) = &cli.meta {
+        domain
+            .optimization_config
+            .insert("meta_optimizer".into(), Value::String(m.clone()));
+    }
+    for kv in &cli.set {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--set {kv}: expected KEY=VALUE"))?;
+        let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
+        domain.optimization_config.insert(k.to_string(), value);
+    }
+
+    let registry = doin_plugins::builtin_registry();
+    let plugin = registry
+        .instantiate(&domain.optimization_plugin, &domain.plugin_setup())
+        .with_context(|| format!("building domain {}", domain.domain_id))?;
+    let mut stop = StopSettings::from_domain_config(&domain)?;
+    if let Some(hints) = plugin.verification_hints() {
+        stop = stop.with_min_improvement(hints.min_improvement);
+    }
+    if cli.no_stop {
+        stop = stop.with_target_performance(None);
+    }
+    let target = domain.target_performance;
+    let mut engine = Engine::new(plugin, domain.optimizer_setup(cli.seed), stop)
+        .with_context(|| format!("building the optimizer of {}", domain.domain_id))?;
+    let kind = engine.optimizer_kind();
+
+    let bar = if cli.quiet || cli.json {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::with_draw_target(Some(cli.rounds), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} rounds  {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    };
+
+    let start = Instant::now();
+    let mut reached: Option<(u64, f64)> = None;
+    let mut errors = 0u64;
+    for _ in 0..cli.rounds {
+        match engine.step() {
+            Ok(Step::Converged) => break,
+            Ok(Step::Improved(p)) => {
+                bar.set_message(format!("best {:.4}", p.claimed_performance));
+            }
+            Ok(Step::NoImprovement) => {}
+            Err(e) => {
+                errors += 1;
+                bar.println(format!("round failed: {e}"));
+                if errors >= 10 {
+                    bar.abandon();
+                    bail!("10 rounds failed; last: {e}");
+                }
+            }
+        }
+        bar.inc(1);
+        let stats = engine.stats();
+        if reached.is_none() {
+            if let (Some(t), Some(best)) = (target, stats.best_performance) {
+                if best >= t {
+                    reached = Some((stats.rounds, start.elapsed().as_secs_f64()));
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    let stats = engine.stats();
+    let summary = json!({
+        "domain": domain.domain_id.as_str(),
+        "optimizer": kind,
+        "seed": cli.seed,
+        "rounds": stats.rounds,
+        "improvements": stats.improvements,
+        "best": stats.best_performance,
+        "target": target,
+        "rounds_to_target": reached.map(|r| r.0),
+        "seconds_to_target": reached.map(|r| r.1),
+        "seconds": seconds,
+        "converged": stats.converged,
+        "stalled": stats.stalled,
+        "ga": stats.ga,
+    });
+    if cli.json {
+        println!("{summary}");
+    } else {
+        eprintln!("domain      {} ({kind:?})", domain.domain_id);
+        eprintln!("rounds      {} ({} failed)", stats.rounds, errors);
+        eprintln!("best        {:?}", stats.best_performance);
+        eprintln!("improvements {}", stats.improvements);
+        match (target, reached) {
+            (Some(t), Some((r, s))) => {
+                eprintln!("target      {t} reached at round {r} after {s:.3} s")
+            }
+            (Some(t), None) => eprintln!("target      {t} not reached"),
+            (None, _) => eprintln!("target      none"),
+        }
+        if let Some(ga) = stats.ga {
+            eprintln!(
+                "ga          generation {}, stage {}/{}, mutation scale {:.4}, surrogate rounds {}",
+                ga.generation,
+                ga.stage + 1,
+                ga.stages,
+                ga.mutation_scale,
+                ga.surrogate_rounds
+            );
+        }
+        eprintln!("time        {seconds:.3} s");
+    }
+    Ok(())
+}

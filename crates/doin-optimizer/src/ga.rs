@@ -1,0 +1,1113 @@
+//! A genetic algorithm over any domain's [`Train`] capability: one island of the island model.
+//!
+//! # How it searches
+//!
+//! Genes are the domain's hyperparameters ([`Train::search_space`]), searched in the unit
+//! cube (a gene's value maps linearly, or logarithmically for `log_genes`, onto its bounds;
+//! `integer_genes` are rounded, so an integer gene always decodes to an integer). The GA is
+//! **steady state**: each [`propose`](Optimize::propose) trains exactly one candidate (one
+//! bounded unit of work, so a round costs the same as a random-step round and the engine's
+//! round counts compare at equal evaluations):
+//!
+//! 1. while the population is not full: a uniform random individual;
+//! 2. then an offspring: two parents by tournament, intermediate crossover (each real gene on
+//!    the line through the parents, extended by 25% on both sides; integer genes from either
+//!    parent), Gaussian mutation of each gene with probability `mutation_prob` and standard
+//!    deviation `σ` (in unit-cube units), with `σ` adapted by the 1/5 success rule (grows
+//!    after an offspring beats its better parent, shrinks otherwise: the search widens when
+//!    it finds progress and narrows onto an optimum);
+//! 3. the offspring replaces the worst member when it is better (so the best `elitism`
+//!    members are never lost).
+//!
+//! With the L3 meta-optimizer on (`meta_optimizer: "gp"`), step 2 makes `meta_candidates`
+//! offspring and trains only the one a Gaussian-process surrogate of (hyperparameters →
+//! performance) rates best by upper confidence bound ([`crate::surrogate`]).
+//!
+//! # Levels of patience
+//!
+//! * **L1** lives inside one training run (e.g. ts-forecast's `early_patience`): the plugin's.
+//! * **L2** `optimization_patience`: a *generation* is `population` evaluations; after that
+//!   many generations without the population's best improving, the GA advances to its next
+//!   **stage** (the original's incremental stages: `stages` lists groups of gene names; genes
+//!   of later stages stay frozen at their `hyperparameters` value, or the middle of their
+//!   bounds, until their stage starts). In the last stage it reports a stall and resets `σ` to
+//!   its initial value to re-diversify. Unlike the original, fitnesses are not invalidated at
+//!   a stage change: a newly active gene starts at the value it was frozen at, so every
+//!   member's fitness is still exact and no evaluation is wasted.
+//!
+//! # Migration (the island model)
+//!
+//! A migrant's hyperparameters become a member that replaces the worst one (if it is better):
+//! optimistically when another island reveals it ([`Genetic::inject_provisional`], with its
+//! claim as a provisional fitness), for good when the chain accepts it ([`Optimize::inject`],
+//! with the verified performance). A provisional member that is rejected
+//! ([`Genetic::reject`]) or not confirmed within `provisional_rounds` drops to the bottom and
+//! is the next to be replaced. A migrant is never proposed as this island's own work: the
+//! proposal is always the best candidate this island trained itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+use doin_core::hash::Hash32;
+use doin_core::limits::ResourceLimits;
+use doin_core::plugin::{
+    params_hash, DomainPlugin, Migrant, Optimize, OptimizerSetup, PluginError, PluginResult,
+    Proposal, ProposeContext, Train, TrainRequest,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::engine::{invalid, EngineError, EngineResult};
+use crate::rng::Rng;
+use crate::surrogate::{self, Gp, Record};
+
+/// Members of the population (default). Small, because every member costs one training run:
+/// the population must fill before selection starts.
+pub const DEFAULT_POPULATION: usize = 10;
+/// Tournament size (the original's 3).
+pub const DEFAULT_TOURNAMENT: usize = 3;
+/// Probability that an offspring is a crossover of two parents rather than a copy of one.
+pub const DEFAULT_CROSSOVER_PROB: f64 = 0.9;
+/// Initial mutation standard deviation in unit-cube units (10% of a gene's range, the
+/// original's float-gene σ).
+pub const DEFAULT_MUTATION_SCALE: f64 = 0.1;
+/// Best members that a migrant or an offspring never replaces.
+pub const DEFAULT_ELITISM: usize = 1;
+/// Rounds a revealed (unverified) migrant stays in the population without being accepted.
+pub const DEFAULT_PROVISIONAL_ROUNDS: u64 = 100;
+/// Offspring the surrogate chooses among, per round, when the meta-optimizer is on.
+pub const DEFAULT_META_CANDIDATES: usize = 128;
+/// Weight of the surrogate's uncertainty in its upper confidence bound.
+pub const DEFAULT_META_KAPPA: f64 = 1.0;
+/// Candidates tried within one round when training refuses one (over a limit, say).
+const MAX_ATTEMPTS: usize = 8;
+/// Rounds between two length-scale selections of the surrogate (a selection costs six fits).
+const LENGTH_REFRESH: u64 = 8;
+/// Bounds of the adapted mutation scale.
+const SIGMA_RANGE: (f64, f64) = (1e-7, 0.5);
+/// 1/5 success rule: σ grows by this factor on success and shrinks by its fourth root on
+/// failure, so it is stable at a 20% success rate.
+const SIGMA_UP: f64 = 1.5;
+
+const TAG_ROUND: u64 = 0x6761_2d72_6f75_6e64; // "ga-round"
+const TAG_TRAIN: u64 = 0x6761_2d74_7261_696e; // "ga-train"
+
+/// Which L3 meta-optimizer screens offspring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetaOptimizer {
+    /// No screening: every offspring is trained.
+    None,
+    /// A Gaussian-process surrogate picks the most promising of `meta_candidates` offspring.
+    Gp,
+}
+
+/// The GA's settings, read from the domain's `optimization_config` (see `docs/optimizer.md`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GaConfig {
+    pub population: usize,
+    pub tournament: usize,
+    pub crossover_prob: f64,
+    /// Per-gene mutation probability; `None`: every active gene mutates.
+    pub mutation_prob: Option<f64>,
+    pub mutation_scale: f64,
+    /// Adapt `σ` by the 1/5 success rule (default true).
+    pub adaptive: bool,
+    pub elitism: usize,
+    pub integer_genes: BTreeSet<String>,
+    pub log_genes: BTreeSet<String>,
+    /// Groups of gene names activated one after another (empty: one stage, every gene).
+    pub stages: Vec<Vec<String>>,
+    /// Generations a stage lasts at most (`None`: until L2 patience ends it).
+    pub generations_per_stage: Option<u64>,
+    /// L2 patience in generations.
+    pub optimization_patience: u64,
+    /// Values of frozen genes (the config's `hyperparameters`).
+    pub fixed: BTreeMap<String, f64>,
+    pub provisional_rounds: u64,
+    pub meta: MetaOptimizer,
+    pub meta_candidates: usize,
+    pub meta_kappa: f64,
+    /// Records before the surrogate is used (default: the population size).
+    pub meta_min_records: usize,
+}
+
+impl GaConfig {
+    /// The defaults, with L2 patience `patience` (generations).
+    pub fn new(patience: u64) -> Self {
+        GaConfig {
+            population: DEFAULT_POPULATION,
+            tournament: DEFAULT_TOURNAMENT,
+            crossover_prob: DEFAULT_CROSSOVER_PROB,
+            mutation_prob: None,
+            mutation_scale: DEFAULT_MUTATION_SCALE,
+            adaptive: true,
+            elitism: DEFAULT_ELITISM,
+            integer_genes: BTreeSet::new(),
+            log_genes: BTreeSet::new(),
+            stages: Vec::new(),
+            generations_per_stage: None,
+            optimization_patience: patience,
+            fixed: BTreeMap::new(),
+            provisional_rounds: DEFAULT_PROVISIONAL_ROUNDS,
+            meta: MetaOptimizer::None,
+            meta_candidates: DEFAULT_META_CANDIDATES,
+            meta_kappa: DEFAULT_META_KAPPA,
+            meta_min_records: DEFAULT_POPULATION,
+        }
+    }
+
+    /// Reads the GA keys of `optimization_config` over the defaults; other keys are ignored
+    /// (they belong to the plugin or the engine).
+    pub fn from_json(config: &Value, patience: u64) -> EngineResult<Self> {
+        let empty = Map::new();
+        let map = match config {
+            Value::Object(map) => map,
+            Value::Null => &empty,
+            _ => return Err(invalid("optimization_config", "must be a JSON object")),
+        };
+        let mut c = GaConfig::new(patience);
+        let mut min_records_given = false;
+        for (key, v) in map {
+            match key.as_str() {
+                "population" => c.population = count(key, v, 2, 100_000)?,
+                "tournament" => c.tournament = count(key, v, 1, 1_000)?,
+                "crossover_prob" => c.crossover_prob = probability(key, v)?,
+                "mutation_prob" => c.mutation_prob = Some(probability(key, v)?),
+                "mutation_scale" => {
+                    c.mutation_scale = v
+                        .as_f64()
+                        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 1.0)
+                        .ok_or_else(|| invalid(key, format!("must be in (0, 1], got {v}")))?
+                }
+                "adaptive_mutation" => {
+                    c.adaptive = v
+                        .as_bool()
+                        .ok_or_else(|| invalid(key, format!("must be true or false, got {v}")))?
+                }
+                "elitism" => c.elitism = count(key, v, 0, 100_000)?,
+                "integer_genes" => c.integer_genes = names(key, v)?.into_iter().collect(),
+                "log_genes" => c.log_genes = names(key, v)?.into_iter().collect(),
+                "stages" => {
+                    let groups = v.as_array().ok_or_else(|| {
+                        invalid(key, "must be a list of lists of hyperparameter names")
+                    })?;
+                    c.stages = groups
+                        .iter()
+                        .map(|g| names(key, g))
+                        .collect::<EngineResult<_>>()?;
+                }
+                "generations_per_stage" => {
+                    c.generations_per_stage = Some(count(key, v, 1, usize::MAX)? as u64)
+                }
+                "hyperparameters" => {
+                    c.fixed = serde_json::from_value(v.clone())
+                        .map_err(|e| invalid(key, format!("must be {{name: number}}: {e}")))?
+                }
+                "provisional_rounds" => c.provisional_rounds = count(key, v, 1, usize::MAX)? as u64,
+                "meta_optimizer" => {
+                    c.meta = serde_json::from_value(v.clone())
+                        .map_err(|_| invalid(key, format!("must be \"none\" or \"gp\", got {v}")))?
+                }
+                "meta_candidates" => c.meta_candidates = count(key, v, 1, 100_000)?,
+                "meta_kappa" => {
+                    c.meta_kappa = v
+                        .as_f64()
+                        .filter(|k| k.is_finite() && *k >= 0.0)
+                        .ok_or_else(|| invalid(key, format!("must be a number >= 0, got {v}")))?
+                }
+                "meta_min_records" => {
+                    c.meta_min_records = count(key, v, 2, 100_000)?;
+                    min_records_given = true;
+                }
+                _ => {}
+            }
+        }
+        if !min_records_given {
+            c.meta_min_records = c.population.max(2);
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Cross-field rules: elitism below the population, tournament within it.
+    pub fn validate(&self) -> EngineResult<()> {
+        if self.population < 2 {
+            return Err(invalid("population", "must be at least 2"));
+        }
+        if self.elitism >= self.population {
+            return Err(invalid(
+                "elitism",
+                format!(
+                    "{} must be below the population ({})",
+                    self.elitism, self.population
+                ),
+            ));
+        }
+        if self.tournament == 0 || self.tournament > self.population {
+            return Err(invalid(
+                "tournament",
+                format!("must be from 1 to the population ({})", self.population),
+            ));
+        }
+        if self.optimization_patience == 0 {
+            return Err(invalid("optimization_patience", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+fn count(key: &str, v: &Value, low: usize, high: usize) -> EngineResult<usize> {
+    v.as_u64()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| (low..=high).contains(n))
+        .ok_or_else(|| {
+            invalid(
+                key,
+                format!("must be an integer from {low} to {high}, got {v}"),
+            )
+        })
+}
+
+fn probability(key: &str, v: &Value) -> EngineResult<f64> {
+    v.as_f64()
+        .filter(|p| (0.0..=1.0).contains(p))
+        .ok_or_else(|| invalid(key, format!("must be a probability in [0, 1], got {v}")))
+}
+
+fn names(key: &str, v: &Value) -> EngineResult<Vec<String>> {
+    serde_json::from_value(v.clone()).map_err(|_| {
+        invalid(
+            key,
+            format!("must be a list of hyperparameter names, got {v}"),
+        )
+    })
+}
+
+// === genes ===
+
+/// One hyperparameter: its bounds and how the unit cube maps onto them.
+#[derive(Debug, Clone, PartialEq)]
+struct Gene {
+    name: String,
+    low: f64,
+    high: f64,
+    integer: bool,
+    log: bool,
+}
+
+impl Gene {
+    fn decode(&self, u: f64) -> f64 {
+        let u = u.clamp(0.0, 1.0);
+        if self.high <= self.low {
+            return self.low;
+        }
+        let v = if self.log {
+            (self.low.ln() + u * (self.high.ln() - self.low.ln())).exp()
+        } else {
+            self.low + u * (self.high - self.low)
+        };
+        if self.integer {
+            v.round().clamp(self.low.ceil(), self.high.floor())
+        } else {
+            v.clamp(self.low, self.high)
+        }
+    }
+
+    fn encode(&self, v: f64) -> f64 {
+        if self.high <= self.low || !v.is_finite() {
+            return 0.5;
+        }
+        let v = v.clamp(self.low, self.high);
+        let u = if self.log {
+            (v.ln() - self.low.ln()) / (self.high.ln() - self.low.ln())
+        } else {
+            (v - self.low) / (self.high - self.low)
+        };
+        u.clamp(0.0, 1.0)
+    }
+
+    /// `u` moved onto a value the gene can take (integers snap).
+    fn snap(&self, u: f64) -> f64 {
+        if self.integer {
+            self.encode(self.decode(u))
+        } else {
+            u.clamp(0.0, 1.0)
+        }
+    }
+
+    /// The unit-cube step between two neighbouring integers (0 for real genes).
+    fn integer_step(&self) -> f64 {
+        if !self.integer || self.high <= self.low {
+            return 0.0;
+        }
+        let span = self.encode(self.low.ceil() + 1.0) - self.encode(self.low.ceil());
+        span.max(0.0)
+    }
+}
+
+// === population ===
+
+/// Where a member came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Origin {
+    /// Trained by this island; its fitness is its own claim.
+    Own,
+    /// Revealed by another island; fitness is its unverified claim.
+    Provisional { hash: Hash32, since_round: u64 },
+    /// Accepted on chain; fitness is the verified performance.
+    Confirmed,
+    /// Rejected on chain, or never confirmed: the next to be replaced.
+    Discarded,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Member {
+    unit: Vec<f64>,
+    fitness: f64,
+    origin: Origin,
+}
+
+/// The GA's state at a glance, for logs and summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GaStats {
+    /// Candidates trained (successfully).
+    pub evaluations: u64,
+    /// Completed generations (`population` evaluations each).
+    pub generation: u64,
+    /// Current stage (0-based) and the number of stages.
+    pub stage: usize,
+    pub stages: usize,
+    /// Current mutation scale (unit-cube standard deviation).
+    pub mutation_scale: f64,
+    pub population: usize,
+    /// Generations without progress of the population's best.
+    pub stall_generations: u64,
+    /// L2 patience exhausted in the last stage.
+    pub stalled: bool,
+    /// Rounds in which the surrogate chose the offspring.
+    pub surrogate_rounds: u64,
+    /// Records the surrogate learns from.
+    pub records: usize,
+    /// Members migrated in (provisionally or for good).
+    pub migrants_in: u64,
+    /// Members revealed by others and not yet accepted.
+    pub provisional: usize,
+}
+
+/// The GA island (see the module docs).
+pub struct Genetic {
+    plugin: Arc<dyn DomainPlugin>,
+    genes: Vec<Gene>,
+    config: GaConfig,
+    limits: ResourceLimits,
+    seed: u64,
+    population: Vec<Member>,
+    /// Unit values of genes while frozen.
+    frozen: Vec<f64>,
+    /// Gene indices per stage (one stage with every gene when no stages are configured).
+    stages: Vec<Vec<usize>>,
+    stage: usize,
+    active: Vec<bool>,
+    sigma: f64,
+    best_own: Option<Proposal>,
+    evaluations: u64,
+    rounds: u64,
+    generation: u64,
+    generation_evals: usize,
+    generation_start_best: f64,
+    stage_generations: u64,
+    stall_generations: u64,
+    stalled: bool,
+    records: Vec<Record>,
+    gp_length: Option<f64>,
+    fits_since_selection: u64,
+    surrogate_rounds: u64,
+    migrants_in: u64,
+}
+
+impl fmt::Debug for Genetic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Genetic")
+            .field("genes", &self.genes.len())
+            .field("seed", &self.seed)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Genetic {
+    /// A GA over `plugin`'s [`Train`] capability. The search space is the trainer's, narrowed
+    /// by `setup.bounds` and the config's `param_bounds` (by exact name).
+    pub fn new(
+        plugin: Arc<dyn DomainPlugin>,
+        setup: &OptimizerSetup,
+        config: GaConfig,
+    ) -> EngineResult<Self> {
+        config.validate()?;
+        let trainer = plugin
+            .trainer()
+            .ok_or(EngineError::Plugin(PluginError::Unsupported {
+                capability: "trainer (the GA needs Train)",
+            }))?;
+        let mut space = trainer.search_space();
+        space.validate().map_err(PluginError::from)?;
+        let mut narrowing = vec![&setup.bounds];
+        let own: Option<doin_core::limits::ParamBounds> = match setup.config.get("param_bounds") {
+            None => None,
+            Some(v) => Some(serde_json::from_value(v.clone()).map_err(|e| {
+                invalid(
+                    "param_bounds",
+                    format!("must be {{name: [low, high]}}: {e}"),
+                )
+            })?),
+        };
+        if let Some(own) = &own {
+            narrowing.push(own);
+        }
+        for bounds in narrowing {
+            for (name, &(low, high)) in &bounds.0 {
+                if let Some(b) = space.0.get_mut(name) {
+                    let narrowed = (b.0.max(low), b.1.min(high));
+                    if !low.is_finite() || !high.is_finite() || narrowed.0 > narrowed.1 {
+                        return Err(invalid(
+                            &format!("param_bounds.{name}"),
+                            format!("[{low}, {high}] does not overlap [{}, {}]", b.0, b.1),
+                        ));
+                    }
+                    *b = narrowed;
+                }
+            }
+        }
+        if space.0.is_empty() {
+            return Err(invalid(
+                "search_space",
+                "the domain declares no hyperparameters",
+            ));
+        }
+        let known = |field: &str, names: Vec<&String>| -> EngineResult<()> {
+            match names.into_iter().find(|n| !space.0.contains_key(*n)) {
+                None => Ok(()),
+                Some(n) => Err(invalid(
+                    field,
+                    format!(
+                        "{n:?} is not in the search space ({})",
+                        join_names(&space.0)
+                    ),
+                )),
+            }
+        };
+        known("integer_genes", config.integer_genes.iter().collect())?;
+        known("log_genes", config.log_genes.iter().collect())?;
+        known("stages", config.stages.iter().flatten().collect())?;
+        let genes: Vec<Gene> = space
+            .0
+            .iter()
+            .map(|(name, &(low, high))| Gene {
+                name: name.clone(),
+                low,
+                high,
+                integer: config.integer_genes.contains(name),
+                log: config.log_genes.contains(name),
+            })
+            .collect();
+        for g in &genes {
+            if g.log && g.low <= 0.0 {
+                return Err(invalid(
+                    "log_genes",
+                    format!(
+                        "{} needs bounds above 0, got [{}, {}]",
+                        g.name, g.low, g.high
+                    ),
+                ));
+            }
+            if g.integer && g.low.ceil() > g.high.floor() {
+                return Err(invalid(
+                    "integer_genes",
+                    format!("[{}, {}] of {} holds no integer", g.low, g.high, g.name),
+                ));
+            }
+        }
+        let frozen: Vec<f64> = genes
+            .iter()
+            .map(|g| g.snap(config.fixed.get(&g.name).map_or(0.5, |&v| g.encode(v))))
+            .collect();
+        let index_of = |name: &String| genes.iter().position(|g| &g.name == name);
+        let stages: Vec<Vec<usize>> = if config.stages.is_empty() {
+            vec![(0..genes.len()).collect()]
+        } else {
+            config
+                .stages
+                .iter()
+                .map(|group| group.iter().filter_map(index_of).collect())
+                .collect()
+        };
+        let mut ga = Genetic {
+            plugin,
+            sigma: config.mutation_scale,
+            active: vec![false; genes.len()],
+            genes,
+            limits: setup.limits.clone(),
+            seed: setup.seed,
+            population: Vec::new(),
+            frozen,
+            stages,
+            stage: 0,
+            best_own: None,
+            evaluations: 0,
+            rounds: 0,
+            generation: 0,
+            generation_evals: 0,
+            generation_start_best: f64::NEG_INFINITY,
+            stage_generations: 0,
+            stall_generations: 0,
+            stalled: false,
+            records: Vec::new(),
+            gp_length: None,
+            fits_since_selection: 0,
+            surrogate_rounds: 0,
+            migrants_in: 0,
+            config,
+        };
+        ga.activate_stage(0);
+        Ok(ga)
+    }
+
+    fn trainer(&self) -> PluginResult<&dyn Train> {
+        self.plugin.trainer().ok_or(PluginError::Unsupported {
+            capability: "trainer",
+        })
+    }
+
+    fn activate_stage(&mut self, stage: usize) {
+        self.stage = stage;
+        for group in self.stages.iter().take(stage + 1) {
+            for &i in group {
+                if let Some(a) = self.active.get_mut(i) {
+                    *a = true;
+                }
+            }
+        }
+    }
+
+    /// Counters and levels.
+    pub fn stats(&self) -> GaStats {
+        GaStats {
+            evaluations: self.evaluations,
+            generation: self.generation,
+            stage: self.stage,
+            stages: self.stages.len(),
+            mutation_scale: self.sigma,
+            population: self.population.len(),
+            stall_generations: self.stall_generations,
+            stalled: self.stalled,
+            surrogate_rounds: self.surrogate_rounds,
+            records: self.records.len(),
+            migrants_in: self.migrants_in,
+            provisional: self
+                .population
+                .iter()
+                .filter(|m| matches!(m.origin, Origin::Provisional { .. }))
+                .count(),
+        }
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &GaConfig {
+        &self.config
+    }
+
+    /// Fitnesses of the population, best first (for tests and summaries).
+    pub fn fitnesses(&self) -> Vec<f64> {
+        let mut f: Vec<f64> = self.population.iter().map(|m| m.fitness).collect();
+        f.sort_by(|a, b| b.total_cmp(a));
+        f
+    }
+
+    /// The hyperparameters a unit-cube point decodes to.
+    fn decode(&self, unit: &[f64]) -> BTreeMap<String, f64> {
+        self.genes
+            .iter()
+            .zip(unit)
+            .map(|(g, &u)| (g.name.clone(), g.decode(u)))
+            .collect()
+    }
+
+    /// A migrant's hyperparameters in the unit cube; unknown names are ignored and missing
+    /// ones take the frozen value. `None` when it names no gene at all.
+    fn encode(&self, hyperparameters: &BTreeMap<String, f64>) -> Option<Vec<f64>> {
+        let mut any = false;
+        let unit = self
+            .genes
+            .iter()
+            .zip(&self.frozen)
+            .map(|(g, &frozen)| match hyperparameters.get(&g.name) {
+                Some(&v) if v.is_finite() => {
+                    any = true;
+                    g.snap(g.encode(v))
+                }
+                _ => frozen,
+            })
+            .collect();
+        any.then_some(unit)
+    }
+
+    /// Adds a (hyperparameters → performance) record to the surrogate's data: another
+    /// participant's verified result, or a rejected one (with its measured performance).
+    pub fn add_record(&mut self, hyperparameters: &BTreeMap<String, f64>, performance: f64) {
+        if !performance.is_finite() {
+            return;
+        }
+        if let Some(unit) = self.encode(hyperparameters) {
+            self.records.push(Record { unit, performance });
+            surrogate::trim(&mut self.records);
+        }
+    }
+
+    /// Optimistic migration: a candidate another island revealed, with its claim as a
+    /// provisional fitness until [`Optimize::inject`] confirms it or [`Genetic::reject`]
+    /// discards it (matched by parameters hash).
+    pub fn inject_provisional(&mut self, migrant: &Migrant) -> PluginResult<()> {
+        let origin = Origin::Provisional {
+            hash: params_hash(&migrant.params),
+            since_round: self.rounds,
+        };
+        self.migrate(migrant, origin)
+    }
+
+    /// The chain rejected the candidate with these parameters: a provisional member of it is
+    /// discarded (it becomes the next to be replaced). Returns whether one was found.
+    pub fn reject(&mut self, hash: &Hash32) -> bool {
+        let mut found = false;
+        for m in &mut self.population {
+            if matches!(m.origin, Origin::Provisional { hash: h, .. } if &h == hash) {
+                m.origin = Origin::Discarded;
+                m.fitness = f64::NEG_INFINITY;
+                found = true;
+            }
+        }
+        found
+    }
+
+    fn migrate(&mut self, migrant: &Migrant, origin: Origin) -> PluginResult<()> {
+        if !migrant.performance.is_finite() {
+            return Err(PluginError::NonFiniteScore {
+                value: migrant.performance,
+            });
+        }
+        let hash = params_hash(&migrant.params);
+        // A confirmation of a provisional member: its fitness becomes the verified one.
+        if origin == Origin::Confirmed {
+            if let Some(m) = self
+                .population
+                .iter_mut()
+                .find(|m| matches!(m.origin, Origin::Provisional { hash: h, .. } if h == hash))
+            {
+                m.fitness = migrant.performance;
+                m.origin = Origin::Confirmed;
+                return Ok(());
+            }
+        }
+        let unit =
+            self.encode(&migrant.hyperparameters)
+                .ok_or_else(|| PluginError::InvalidInput {
+                    reason: format!(
+                    "the migrant carries no hyperparameter of the GA's search space ({}), so it \
+                     cannot join the population",
+                    join_names(&self.genes.iter().map(|g| (g.name.clone(), ())).collect())
+                ),
+                })?;
+        let member = Member {
+            unit,
+            fitness: migrant.performance,
+            origin,
+        };
+        // The same genes already present: keep the better knowledge of them.
+        if let Some(m) = self.population.iter_mut().find(|m| m.unit == member.unit) {
+            if member.fitness > m.fitness || origin == Origin::Confirmed {
+                *m = member;
+            }
+            return Ok(());
+        }
+        if self.population.len() < self.config.population {
+            self.population.push(member);
+            self.migrants_in += 1;
+        } else if let Some(worst) = self.worst_replaceable() {
+            if member.fitness > self.population[worst].fitness {
+                self.population[worst] = member;
+                self.migrants_in += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Index of the worst member outside the `elitism` best.
+    fn worst_replaceable(&self) -> Option<usize> {
+        let mut order: Vec<usize> = (0..self.population.len()).collect();
+        order.sort_by(|&a, &b| {
+            self.population[b]
+                .fitness
+                .total_cmp(&self.population[a].fitness)
+        });
+        order
+            .get(self.config.elitism..)
+            .and_then(|rest| rest.last().copied())
+    }
+
+    fn population_best(&self) -> f64 {
+        self.population
+            .iter()
+            .map(|m| m.fitness)
+            .fold(f64::NEG_INFINITY, f64::max)
+    }
+
+    fn tournament(&self, rng: &mut Rng) -> usize {
+        let mut best = rng.index(self.population.len());
+        for _ in 1..self.config.tournament {
+            let c = rng.index(self.population.len());
+            if self.population[c].fitness > self.population[best].fitness {
+                best = c;
+            }
+        }
+        best
+    }
+
+    fn random_individual(&self, rng: &mut Rng) -> Vec<f64> {
+        self.genes
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                if self.active[i] {
+                    g.snap(rng.unit())
+                } else {
+                    self.frozen[i]
+                }
+            })
+            .collect()
+    }
+
+    /// One offspring and the fitness of its better parent.
+    fn offspring(&self, rng: &mut Rng) -> (Vec<f64>, f64) {
+        let a = self.tournament(rng);
+        let b = self.tournament(rng);
+        let (pa, pb) = (&self.population[a], &self.population[b]);
+        let parent_best = pa.fitness.max(pb.fitness);
+        let cross = rng.chance(self.config.crossover_prob);
+        let n_active = self.active.iter().filter(|a| **a).count().max(1);
+        let mutation_prob = self.config.mutation_prob.unwrap_or(1.0);
+        let mut child = Vec::with_capacity(self.genes.len());
+        let mut mutated_any = false;
+        for (i, g) in self.genes.iter().enumerate() {
+            if !self.active[i] {
+                child.push(self.frozen[i]);
+                continue;
+            }
+            let (ua, ub) = (pa.unit[i], pb.unit[i]);
+            let mut u = if !cross {
+                ua
+            } else if g.integer {
+                if rng.chance(0.5) {
+                    ua
+                } else {
+                    ub
+                }
+            } else {
+                ua + rng.uniform(-0.25, 1.25) * (ub - ua)
+            };
+            if rng.chance(mutation_prob) {
+                mutated_any = true;
+                let before = g.snap(u);
+                u = g.snap(u + self.sigma * rng.normal());
+                // An integer gene whose step rounds away still moves by one.
+                if g.integer && u == before {
+                    let step = g.integer_step();
+                    u = g.snap(if rng.chance(0.5) { u + step } else { u - step });
+                }
+            }
+            child.push(g.snap(reflect(u)));
+        }
+        // With a per-gene probability, make sure an uncrossed copy still changes.
+        if !mutated_any && !cross {
+            let pick = rng.index(n_active);
+            if let Some(i) = (0..self.genes.len()).filter(|&i| self.active[i]).nth(pick) {
+                let g = &self.genes[i];
+                child[i] = g.snap(reflect(child[i] + self.sigma * rng.normal()));
+            }
+        }
+        (child, parent_best)
+    }
+
+    /// The offspring the surrogate rates best among `meta_candidates`, or `None` when the
+    /// surrogate has too little data.
+    fn screened_offspring(&mut self, rng: &mut Rng) -> Option<(Vec<f64>, f64)> {
+        if self.config.meta != MetaOptimizer::Gp
+            || self.records.len() < self.config.meta_min_records
+        {
+            return None;
+        }
+        let gp = if self.gp_length.is_none() || self.fits_since_selection >= LENGTH_REFRESH {
+            let gp = Gp::fit(&self.records)?;
+            self.gp_length = Some(gp.length_scale());
+            self.fits_since_selection = 0;
+            gp
+        } else {
+            self.fits_since_selection += 1;
+            Gp::fit_with_length(&self.records, self.gp_length?)?
+        };
+        let mut best: Option<(f64, (Vec<f64>, f64))> = None;
+        for _ in 0..self.config.meta_candidates {
+            let (child, parent) = self.offspring(rng);
+            let (mean, sd) = gp.predict(&child);
+            let score = mean + self.config.meta_kappa * sd;
+            if best.as_ref().is_none_or(|(s, _)| score > *s) {
+                best = Some((score, (child, parent)));
+            }
+        }
+        self.surrogate_rounds += 1;
+        best.map(|(_, c)| c)
+    }
+
+    fn training_seed(&self, hyperparameters: &BTreeMap<String, f64>) -> u64 {
+        let words: Vec<u64> = std::iter::once(self.seed)
+            .chain(hyperparameters.values().map(|v| v.to_bits()))
+            .collect();
+        Rng::derive(TAG_TRAIN, &words).next_u64()
+    }
+
+    /// Generation bookkeeping after one evaluation: L2 patience and stage advance.
+    fn end_of_evaluation(&mut self) {
+        self.generation_evals += 1;
+        if self.generation_evals < self.config.population {
+            return;
+        }
+        self.generation_evals = 0;
+        self.generation += 1;
+        self.stage_generations += 1;
+        let best = self.population_best();
+        if best > self.generation_start_best {
+            self.stall_generations = 0;
+            self.stalled = false;
+        } else {
+            self.stall_generations += 1;
+        }
+        self.generation_start_best = best;
+        let budget_spent = self
+            .config
+            .generations_per_stage
+            .is_some_and(|g| self.stage_generations >= g);
+        let patience_spent = self.stall_generations >= self.config.optimization_patience;
+        if (budget_spent || patience_spent) && self.stage + 1 < self.stages.len() {
+            self.activate_stage(self.stage + 1);
+            self.stage_generations = 0;
+            self.stall_generations = 0;
+            self.sigma = self.sigma.max(self.config.mutation_scale);
+        } else if patience_spent {
+            // Last stage: report the stall and re-diversify.
+            self.stalled = true;
+            self.stall_generations = 0;
+            self.sigma = self.sigma.max(self.config.mutation_scale);
+        }
+    }
+}
+
+/// Folds a unit value that left `[0, 1]` back in (a mirror at each face), so mutation near
+/// a bound does not pile candidates onto the bound.
+fn reflect(u: f64) -> f64 {
+    if !u.is_finite() {
+        return 0.5;
+    }
+    let m = u.rem_euclid(2.0);
+    if m > 1.0 {
+        2.0 - m
+    } else {
+        m
+    }
+}
+
+fn join_names<V>(map: &BTreeMap<String, V>) -> String {
+    map.keys().cloned().collect::<Vec<_>>().join(", ")
+}
+
+impl Optimize for Genetic {
+    /// Trains one candidate (a random one while the population fills, an offspring after)
+    /// and proposes the best candidate this island has trained.
+    fn propose(&mut self, ctx: &ProposeContext<'_>) -> PluginResult<Proposal> {
+        let round = self.rounds;
+        self.rounds += 1;
+        let mut rng = Rng::derive(TAG_ROUND, &[self.seed, ctx.seed, ctx.round]);
+        let horizon = self.config.provisional_rounds;
+        for m in &mut self.population {
+            if let Origin::Provisional { since_round, .. } = m.origin {
+                if round.saturating_sub(since_round) >= horizon {
+                    m.origin = Origin::Discarded;
+                    m.fitness = f64::NEG_INFINITY;
+                }
+            }
+        }
+
+        let mut last_error = None;
+        let mut outcome = None;
+        for _ in 0..MAX_ATTEMPTS {
+            let filling = self.population.len() < self.config.population;
+            let (unit, parent_best, screened) = if filling {
+                (self.random_individual(&mut rng), f64::NEG_INFINITY, false)
+            } else if let Some((u, p)) = self.screened_offspring(&mut rng) {
+                (u, p, true)
+            } else {
+                let (u, p) = self.offspring(&mut rng);
+                (u, p, false)
+            };
+            let hyperparameters = self.decode(&unit);
+            let request = TrainRequest {
+                hyperparameters: &hyperparameters,
+                seed: self.training_seed(&hyperparameters),
+                limits: &self.limits,
+            };
+            match self.trainer()?.train(&request) {
+                Ok(p) if p.claimed_performance.is_finite() => {
+                    outcome = Some((unit, parent_best, screened, p));
+                    break;
+                }
+                Ok(p) => {
+                    last_error = Some(PluginError::NonFiniteScore {
+                        value: p.claimed_performance,
+                    })
+                }
+                // The candidate itself is unacceptable (over a limit, say): try another.
+                Err(e) if e.blames_params() || matches!(e, PluginError::InvalidInput { .. }) => {
+                    last_error = Some(e)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let Some((unit, parent_best, screened, proposal)) = outcome else {
+            return Err(last_error.unwrap_or_else(|| {
+                PluginError::Failed("the GA produced no trainable candidate".into())
+            }));
+        };
+
+        let fitness = proposal.claimed_performance;
+        self.evaluations += 1;
+        self.records.push(Record {
+            unit: unit.clone(),
+            performance: fitness,
+        });
+        surrogate::trim(&mut self.records);
+        if self.config.adaptive && parent_best.is_finite() {
+            if fitness > parent_best {
+                self.sigma *= SIGMA_UP;
+            } else {
+                self.sigma /= SIGMA_UP.powf(0.25);
+            }
+            self.sigma = self.sigma.clamp(SIGMA_RANGE.0, SIGMA_RANGE.1);
+        }
+        let member = Member {
+            unit,
+            fitness,
+            origin: Origin::Own,
+        };
+        if self.population.len() < self.config.population {
+            self.population.push(member);
+        } else if let Some(worst) = self.worst_replaceable() {
+            if fitness > self.population[worst].fitness {
+                self.population[worst] = member;
+            }
+        }
+        if self
+            .best_own
+            .as_ref()
+            .is_none_or(|b| fitness > b.claimed_performance)
+        {
+            self.best_own = Some(proposal);
+        }
+        self.end_of_evaluation();
+
+        let stats = self.stats();
+        let best = self
+            .best_own
+            .clone()
+            .ok_or_else(|| PluginError::Failed("no candidate trained yet".into()))?;
+        let mut metrics = best.metrics.clone();
+        metrics.extend([
+            ("round".to_string(), ctx.round as f64),
+            ("candidate_performance".to_string(), fitness),
+            ("generation".to_string(), stats.generation as f64),
+            ("stage".to_string(), stats.stage as f64),
+            ("mutation_scale".to_string(), stats.mutation_scale),
+            ("surrogate".to_string(), f64::from(u8::from(screened))),
+        ]);
+        Ok(Proposal { metrics, ..best })
+    }
+
+    /// A champion accepted on chain (verified performance): confirms its provisional member,
+    /// or joins the population in place of the worst member when it is better.
+    fn inject(&mut self, migrant: &Migrant) -> PluginResult<()> {
+        self.migrate(migrant, Origin::Confirmed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn genes_decode_into_bounds_and_integers_snap() {
+        let g = Gene {
+            name: "w".into(),
+            low: 2.0,
+            high: 9.0,
+            integer: true,
+            log: false,
+        };
+        for u in [0.0, 0.13, 0.5, 0.99, 1.0] {
+            let v = g.decode(u);
+            assert_eq!(v, v.round());
+            assert!((2.0..=9.0).contains(&v));
+            assert_eq!(g.decode(g.snap(u)), v);
+        }
+        assert!(g.integer_step() > 0.0);
+        let l = Gene {
+            name: "lr".into(),
+            low: 1e-4,
+            high: 1e-1,
+            integer: false,
+            log: true,
+        };
+        assert!((l.decode(0.5) - 10f64.powf(-2.5)).abs() < 1e-9);
+        assert!((l.encode(l.decode(0.3)) - 0.3).abs() < 1e-12);
+        assert!((reflect(1.2) - 0.8).abs() < 1e-12);
+        assert!((reflect(-0.1) - 0.1).abs() < 1e-12);
+        assert_eq!(reflect(f64::NAN), 0.5);
+    }
+
+    #[test]
+    fn config_keys_are_read_and_checked() {
+        let c = GaConfig::from_json(
+            &serde_json::json!({"population": 6, "elitism": 2, "meta_optimizer": "gp",
+                "stages": [["a"], ["b"]], "integer_genes": ["a"], "step_size": 0.5}),
+            3,
+        )
+        .unwrap();
+        assert_eq!(c.population, 6);
+        assert_eq!(c.meta, MetaOptimizer::Gp);
+        assert_eq!(c.meta_min_records, 6);
+        assert_eq!(c.stages.len(), 2);
+        for (bad, field) in [
+            (serde_json::json!({"population": 1}), "population"),
+            (
+                serde_json::json!({"population": 4, "elitism": 4}),
+                "elitism",
+            ),
+            (serde_json::json!({"crossover_prob": 2}), "crossover_prob"),
+            (
+                serde_json::json!({"meta_optimizer": "nn"}),
+                "meta_optimizer",
+            ),
+            (serde_json::json!({"stages": "a"}), "stages"),
+        ] {
+            let err = GaConfig::from_json(&bad, 3).unwrap_err().to_string();
+            assert!(err.contains(field), "{err}");
+        }
+    }
+}
