@@ -3,6 +3,8 @@
 #
 # Installs what it needs first (idempotent, a few seconds when already there):
 #   - PyTorch 2.13.0 in a Python venv (scripts/setup-torch.sh): the libtorch that tch links;
+#   - Debian packages of external tools some tests run (scripts/setup-test-tools.sh);
+#   - openapi-spec-validator in a Python venv (scripts/setup-openapi-validator.sh);
 #   - the pinned Rust toolchain from rust-toolchain.toml (rustup does it on first cargo use).
 # The first run compiles the workspace and its dependencies (several minutes on 2 cores).
 #
@@ -14,6 +16,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/setup-torch.sh
+# Debian packages some tests run (promtool, ...); with DOIN_REQUIRE_TEST_TOOLS=1 such a test
+# fails instead of skipping when its tool is still missing.
+scripts/setup-test-tools.sh || echo "test.sh: could not install the test tools; the tests that need them will fail" >&2
+# openapi-spec-validator in a venv: validates GET /openapi.json (doin-node http tests).
+scripts/setup-openapi-validator.sh || echo "test.sh: could not install openapi-spec-validator; the test that needs it will fail" >&2
+export DOIN_REQUIRE_TEST_TOOLS=1
 # shellcheck source=scripts/env.sh
 source scripts/env.sh
 

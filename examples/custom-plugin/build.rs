@@ -7,7 +7,10 @@ fn main() {
     println!("cargo::rerun-if-env-changed=DEP_DOIN_TORCH_LIBTORCH_LIB");
     if let Some(lib_dir) = std::env::var_os("DEP_DOIN_TORCH_LIBTORCH_LIB") {
         if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
-            println!("cargo::rustc-link-arg=-Wl,-rpath,{}", lib_dir.to_string_lossy());
+            println!(
+                "cargo::rustc-link-arg=-Wl,-rpath,{}",
+                lib_dir.to_string_lossy()
+            );
         }
     }
 }

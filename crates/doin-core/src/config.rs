@@ -467,6 +467,84 @@ impl InferenceConfig {
     }
 }
 
+/// Origins a browser may call the API from by default: any (`"*"`). The API is read-only
+/// except `POST /tx`, whose payload is signed by its sender, so allowing every origin gives
+/// a web page nothing it could not do with a plain HTTP client.
+pub const DEFAULT_CORS_ORIGINS: &[&str] = &["*"];
+/// Most entries `http.cors_origins` may list.
+pub const MAX_CORS_ORIGINS: usize = 64;
+
+/// The HTTP API's settings (DOIN-rs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Origins allowed to call the API from a browser (CORS): `["*"]` (default) for any,
+    /// a list of origins such as `"https://dash.example:8443"` (scheme, host and optional
+    /// port; no path), or `[]` to send no CORS headers (browsers then refuse cross-origin
+    /// calls; other clients are unaffected).
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            cors_origins: DEFAULT_CORS_ORIGINS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Whether any origin is allowed (`["*"]`).
+    pub fn allows_any_origin(&self) -> bool {
+        self.cors_origins.iter().any(|o| o == "*")
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.cors_origins.len() > MAX_CORS_ORIGINS {
+            return Err(ConfigError::invalid(
+                "http.cors_origins",
+                format!("at most {MAX_CORS_ORIGINS} origins"),
+            ));
+        }
+        if self.allows_any_origin() && self.cors_origins.len() > 1 {
+            return Err(ConfigError::invalid(
+                "http.cors_origins",
+                "\"*\" allows every origin: list it alone",
+            ));
+        }
+        for (i, origin) in self.cors_origins.iter().enumerate() {
+            if origin != "*" {
+                check_origin(origin).map_err(|reason| {
+                    ConfigError::invalid(format!("http.cors_origins[{i}]"), reason)
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An origin as browsers send it: `http(s)://host[:port]`, nothing after the authority.
+fn check_origin(origin: &str) -> Result<(), String> {
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or_else(|| format!("{origin:?} must start with http:// or https://"))?;
+    let valid = !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{origin:?} is not an origin: scheme://host[:port], without a path or trailing slash"
+        ))
+    }
+}
+
 /// The original's fee-market settings (doin-node spec §2.1). Validated and kept for tools that
 /// read them; DOIN-rs fees are integer base units set by the chain parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -875,6 +953,8 @@ pub struct NodeConfig {
     pub log_level: LogLevel,
     /// Serving `POST /inference` and getting paid for it (DOIN-rs).
     pub inference: InferenceConfig,
+    /// The HTTP API: CORS origins (DOIN-rs).
+    pub http: HttpConfig,
 
     /// Keys this node does not know (reported as warnings, kept on re-serialization).
     #[serde(flatten)]
@@ -928,6 +1008,7 @@ impl Default for NodeConfig {
             chain: ChainConfig::default(),
             log_level: LogLevel::default(),
             inference: InferenceConfig::default(),
+            http: HttpConfig::default(),
             extra: BTreeMap::new(),
         }
     }
@@ -956,6 +1037,7 @@ impl NodeConfig {
         self.chain.validate()?;
         self.validate_domains(&mut warnings)?;
         self.inference.validate(&self.domains)?;
+        self.http.validate()?;
         if !self.require_deterministic_seed {
             warnings.push(warn(
                 "require_deterministic_seed",
@@ -1389,6 +1471,39 @@ mod tests {
             Err(ConfigError::Invalid { path, reason }) => (path, reason),
             other => panic!("expected an invalid value in {value}, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn http_cors_origins_default_to_any_and_are_checked() {
+        let (config, _) = parse(json!({})).unwrap();
+        assert_eq!(config.http.cors_origins, vec!["*".to_owned()]);
+        assert!(config.http.allows_any_origin());
+        let (config, _) = parse(json!({"http": {"cors_origins": [
+            "https://dash.example", "http://localhost:3000", "http://[::1]:8080"
+        ]}}))
+        .unwrap();
+        assert!(!config.http.allows_any_origin());
+        let (config, _) = parse(json!({"http": {"cors_origins": []}})).unwrap();
+        assert!(config.http.cors_origins.is_empty());
+        for (bad, path) in [
+            (json!(["*", "https://a.example"]), "http.cors_origins"),
+            (json!(["dash.example"]), "http.cors_origins[0]"),
+            (
+                json!(["https://a.example", "https://b.example/"]),
+                "http.cors_origins[1]",
+            ),
+            (json!(["https://a.example/path"]), "http.cors_origins[0]"),
+        ] {
+            assert_eq!(
+                error_of(json!({"http": {"cors_origins": bad}})).0,
+                path,
+                "{bad}"
+            );
+        }
+        assert!(
+            parse(json!({"http": {"cors": ["*"]}})).is_err(),
+            "unknown key"
+        );
     }
 
     fn domain(extra: Value) -> Value {

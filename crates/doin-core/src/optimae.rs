@@ -224,7 +224,7 @@ pub struct CastVote {
 }
 
 /// Why a verdict rejected an optimae.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum RejectReason {
     /// Fewer than the needed votes agree with the claim.
     ClaimNotReproduced,
@@ -233,7 +233,7 @@ pub enum RejectReason {
 }
 
 /// The outcome of an optimae.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Verdict {
     /// Verified improvement: `credit = median − champion`.
     Accepted {

@@ -157,7 +157,7 @@ pub enum ApplyError {
 }
 
 /// A verdict taken at the end of a block: what the analytics store and logs need.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VerdictRecord {
     pub commitment: Hash32,
     pub domain: DomainId,
@@ -174,7 +174,7 @@ pub struct VerdictRecord {
 }
 
 /// What a block did beyond its transactions.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BlockReceipt {
     pub verdicts: Vec<VerdictRecord>,
     /// Commitments never revealed in time, with the stake burned.

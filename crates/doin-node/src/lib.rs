@@ -11,6 +11,7 @@ pub mod context;
 pub mod http;
 pub mod inference;
 pub mod mempool;
+pub mod metrics;
 pub mod node;
 pub mod producer;
 pub mod roles;

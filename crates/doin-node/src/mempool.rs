@@ -86,6 +86,33 @@ impl Mempool {
         self.by_sender.get(sender)?.get(nonce).map(|e| &e.tx)
     }
 
+    /// Most transactions the pool holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// A page of pending transactions, highest tip first (ties by id), for listing: skips
+    /// `offset` entries and returns up to `limit`. Costs `O(offset + limit)`; only the
+    /// returned transactions are cloned.
+    pub fn page(&self, offset: usize, limit: usize) -> Vec<(TxId, SignedTx)> {
+        self.by_tip
+            .iter()
+            .rev()
+            .skip(offset)
+            .take(limit)
+            .filter_map(|(_, id, sender, nonce)| {
+                let entry = self.by_sender.get(sender)?.get(nonce)?;
+                Some((*id, entry.tx.clone()))
+            })
+            .collect()
+    }
+
+    /// The tip of the `rank`-th highest-tipped pending transaction (0 = the highest), if
+    /// that many are pending: what a newcomer must beat to be among the first `rank + 1`.
+    pub fn tip_at_rank(&self, rank: usize) -> Option<Amount> {
+        self.by_tip.iter().rev().nth(rank).map(|(tip, ..)| *tip)
+    }
+
     /// Admits `tx` (with id `id`) given the sender's next nonce on chain.
     pub fn insert(
         &mut self,

@@ -241,6 +241,15 @@ pub async fn run(settings: Settings, registry: PluginRegistry) -> anyhow::Result
         optimizers,
         stop_rx.clone(),
     ));
+    // One registry for the node: the block follower and the inference service record into
+    // it, `GET /metrics` reads it (through the inference service, see http::Api). The
+    // follower starts before the producer, so that it counts every block.
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    tokio::spawn(crate::metrics::run(
+        Arc::clone(&metrics),
+        Arc::clone(&ctx),
+        stop_rx.clone(),
+    ));
     let producer = tokio::spawn(crate::producer::run(Arc::clone(&ctx), stop_rx.clone()));
 
     let payments_path = config.data_dir.join("payments.db");
@@ -264,6 +273,7 @@ pub async fn run(settings: Settings, registry: PluginRegistry) -> anyhow::Result
         config.inference.clone(),
         &plugins,
         desk,
+        metrics,
     ));
     tokio::spawn(crate::inference::run(
         Arc::clone(&inference),
@@ -275,14 +285,14 @@ pub async fn run(settings: Settings, registry: PluginRegistry) -> anyhow::Result
         .with_context(|| format!("binding the HTTP port {}", settings.http_addr))?;
     tracing::info!("HTTP API on http://{}", listener.local_addr()?);
     let mut http_stop = stop_rx.clone();
-    let http = tokio::spawn(crate::http::serve(
-        Arc::clone(&ctx),
-        inference,
-        listener,
-        async move {
+    let http_config = config.http.clone();
+    let http_ctx = Arc::clone(&ctx);
+    let http = tokio::spawn(async move {
+        crate::http::serve_with(http_ctx, inference, &http_config, listener, async move {
             let _ = http_stop.changed().await;
-        },
-    ));
+        })
+        .await
+    });
 
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutting down"),

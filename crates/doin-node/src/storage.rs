@@ -52,8 +52,8 @@ use doin_core::block::{Block, BlockHash};
 use doin_core::encode::{Decode, Encode};
 use doin_core::hash::Hash32;
 use doin_core::identity::AccountId;
-use doin_core::params::ChainParams;
-use doin_core::state::{BlockReceipt, ChainState};
+use doin_core::params::{ChainParams, DomainId};
+use doin_core::state::{BlockReceipt, ChainState, VerdictRecord};
 use doin_core::tx::{SignedTx, TxId};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{
@@ -183,6 +183,27 @@ pub struct TxRecord {
     /// Position in the block.
     pub index: u32,
     pub block_hash: Hash32,
+}
+
+/// A verdict read from a stored block receipt ([`Store::verdicts`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredVerdict {
+    /// Height of the block whose receipt records the verdict.
+    pub height: u64,
+    pub timestamp_ms: u64,
+    pub record: VerdictRecord,
+}
+
+/// A block's receipt with the header fields the API shows next to it ([`Store::receipts`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceiptRecord {
+    pub height: u64,
+    pub hash: BlockHash,
+    pub timestamp_ms: u64,
+    pub proposer: AccountId,
+    pub tx_count: u64,
+    /// `None` for genesis.
+    pub receipt: Option<BlockReceipt>,
 }
 
 /// Handle on the chain database. Cheap to clone; clones share the pool and the writer lock.
@@ -403,6 +424,57 @@ impl Store {
             .transpose()
     }
 
+    /// The verdicts of `domain` taken in blocks `from..before` (accepted ones only when
+    /// `accepted_only`), newest first, at most `limit`, each with its block's height and
+    /// timestamp. The caller bounds the range and the limit.
+    ///
+    /// Receipts are stored as JSON, so SQLite picks the verdicts out itself (`json_each`)
+    /// and only matching ones cross into Rust to be decoded. Blocks without verdicts (most of
+    /// them) are skipped by a substring test before any JSON is parsed: a receipt with no
+    /// verdicts serializes as `{"verdicts":[],...`. Should that form ever change, the test
+    /// only stops skipping early; the answer stays the same.
+    pub async fn verdicts(
+        &self,
+        domain: &DomainId,
+        from: u64,
+        before: u64,
+        limit: u32,
+        accepted_only: bool,
+    ) -> StoreResult<Vec<StoredVerdict>> {
+        if from >= before || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT b.height, b.timestamp_ms, v.value AS verdict \
+             FROM blocks b, json_each(b.receipt, '$.verdicts') v \
+             WHERE b.height >= ?1 AND b.height < ?2 AND b.receipt IS NOT NULL \
+               AND instr(b.receipt, '\"verdicts\":[]') = 0 \
+               AND json_extract(v.value, '$.domain') = ?3 \
+               AND (?4 = 0 OR json_type(v.value, '$.verdict.Accepted') IS NOT NULL) \
+             ORDER BY b.height DESC, v.key ASC LIMIT ?5",
+        )
+        .bind(to_i64(from, "height")?)
+        .bind(saturating_i64(before))
+        .bind(domain.as_str())
+        .bind(accepted_only)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let height = u64_col(row, "height")?;
+                let json: String = row.try_get("verdict")?;
+                let record = serde_json::from_str(&json)
+                    .map_err(|e| corrupt(format!("receipt {height}"), e))?;
+                Ok(StoredVerdict {
+                    height,
+                    timestamp_ms: u64_col(row, "timestamp_ms")?,
+                    record,
+                })
+            })
+            .collect()
+    }
+
     /// A transaction of a stored block, by id.
     pub async fn tx(&self, id: &TxId) -> StoreResult<Option<TxRecord>> {
         let row = sqlx::query(TX_SELECT_BY_ID)
@@ -449,6 +521,51 @@ impl Store {
             ));
         }
         Ok(records)
+    }
+
+    /// Receipts of blocks `from..=to` in height order (those that exist), with their
+    /// height, hash, timestamp, proposer and transaction count. The block blobs are not
+    /// read. The caller bounds the range.
+    pub async fn receipts(&self, from: u64, to_inclusive: u64) -> StoreResult<Vec<ReceiptRecord>> {
+        if from > to_inclusive {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT height, hash, timestamp_ms, proposer, tx_count, receipt FROM blocks \
+             WHERE height BETWEEN ? AND ? ORDER BY height",
+        )
+        .bind(to_i64(from, "height")?)
+        .bind(saturating_i64(to_inclusive))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(receipt_record_from_row).collect()
+    }
+
+    /// The newest block in `from..=to` whose receipt mentions `commitment` (as a verdict or
+    /// an expiry), or `None`. A decided optimae appears in exactly one receipt, so the first
+    /// hit is the one. Receipts are JSON with hashes in hex, so SQLite tests each one with
+    /// `instr` and only the hit is decoded; the scan is still linear in the range, which
+    /// the caller bounds.
+    pub async fn receipt_mentioning(
+        &self,
+        commitment: &Hash32,
+        from: u64,
+        to_inclusive: u64,
+    ) -> StoreResult<Option<ReceiptRecord>> {
+        if from > to_inclusive {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "SELECT height, hash, timestamp_ms, proposer, tx_count, receipt FROM blocks \
+             WHERE height BETWEEN ? AND ? AND receipt IS NOT NULL AND instr(receipt, ?) > 0 \
+             ORDER BY height DESC LIMIT 1",
+        )
+        .bind(to_i64(from, "height")?)
+        .bind(saturating_i64(to_inclusive))
+        .bind(commitment.to_hex())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(receipt_record_from_row).transpose()
     }
 
     /// Rebuilds the state at the tip: the newest snapshot at or below the tip, checked
@@ -920,6 +1037,24 @@ const TX_SELECT_BY_SENDER: &str = "SELECT t.height AS height, t.idx AS idx, \
      b.hash AS block_hash, substr(b.block, t.byte_offset + 1, t.byte_len) AS tx \
      FROM txs t JOIN blocks b ON b.height = t.height \
      WHERE t.sender_key = ? AND t.sender = ? ORDER BY t.seq DESC LIMIT ?";
+
+fn receipt_record_from_row(row: &SqliteRow) -> StoreResult<ReceiptRecord> {
+    let height = u64_col(row, "height")?;
+    let hash: Vec<u8> = row.try_get("hash")?;
+    let proposer: Vec<u8> = row.try_get("proposer")?;
+    let json: Option<String> = row.try_get("receipt")?;
+    let receipt = json
+        .map(|j| serde_json::from_str(&j).map_err(|e| corrupt(format!("receipt {height}"), e)))
+        .transpose()?;
+    Ok(ReceiptRecord {
+        height,
+        hash: hash_from(&hash, "block hash")?,
+        timestamp_ms: u64_col(row, "timestamp_ms")?,
+        proposer: AccountId(hash_from(&proposer, "proposer")?.0),
+        tx_count: u64_col(row, "tx_count")?,
+        receipt,
+    })
+}
 
 fn tx_record_from_row(row: &SqliteRow) -> StoreResult<TxRecord> {
     let height = u64_col(row, "height")?;

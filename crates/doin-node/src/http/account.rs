@@ -19,19 +19,20 @@ pub const DEFAULT_ACCOUNT_TXS: u32 = 20;
 /// Most transactions one `/account/{id}` request may list.
 pub const MAX_ACCOUNT_TXS: u32 = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub(super) struct AccountQuery {
+    /// Recent transactions to list (default 20, at most 100).
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
-struct EvaluatorEntry<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct EvaluatorEntry<'a> {
     domain: &'a DomainId,
     bond: Amount,
 }
 
-#[derive(Serialize)]
-struct AccountTx {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct AccountTx {
     id: TxId,
     block_height: u64,
     block_hash: BlockHash,
@@ -39,8 +40,8 @@ struct AccountTx {
     tx: SignedTx,
 }
 
-#[derive(Serialize)]
-struct AccountView<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct AccountView<'a> {
     account: AccountId,
     /// The chain height this view is taken at (the tip).
     height: u64,

@@ -24,21 +24,23 @@ pub(super) async fn params(State(api): State<ApiState>) -> Response {
     json_with_capacity(&api.ctx.params, 2048)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub(super) struct BlocksQuery {
+    /// First height (inclusive).
     from: Option<u64>,
+    /// Last height (inclusive); at most 100 blocks per request.
     to: Option<u64>,
 }
 
-#[derive(Serialize)]
-struct BlockSummary {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct BlockSummary {
     hash: Hash32,
     header: BlockHeader,
     tx_count: usize,
 }
 
-#[derive(Serialize)]
-struct BlocksPage {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct BlocksPage {
     from: u64,
     to: u64,
     tip_height: u64,
@@ -149,15 +151,15 @@ fn parse_block_id(s: &str) -> ApiResult<BlockId> {
 }
 
 /// A transaction as the API shows it: its id and, in `tx`, the exact form `POST /tx` takes.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub(super) struct TxEntry<'a> {
     pub(super) id: TxId,
     pub(super) index: usize,
     pub(super) tx: &'a SignedTx,
 }
 
-#[derive(Serialize)]
-struct FullBlock<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct FullBlock<'a> {
     hash: Hash32,
     header: &'a BlockHeader,
     signature: &'a Signature,

@@ -26,9 +26,13 @@ pub struct ApiError {
     pub message: Cow<'static, str>,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The body of every error response (named `ApiError` in the OpenAPI document).
+#[derive(Serialize, schemars::JsonSchema)]
+#[schemars(rename = "ApiError")]
+pub(super) struct ErrorBody<'a> {
+    /// Stable machine-readable code, e.g. `not_found`.
     error: &'a str,
+    /// For people; may change.
     message: &'a str,
 }
 

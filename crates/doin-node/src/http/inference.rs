@@ -24,8 +24,8 @@ pub const ENVELOPE_BYTES: usize = 1024;
 /// Most channels one `GET /channels` lists.
 pub const MAX_CHANNELS_LISTED: usize = 100;
 
-#[derive(Serialize)]
-struct OffersView<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct OffersView<'a> {
     mode: InferenceMode,
     provider: AccountId,
     offers: &'a [crate::inference::Offer],
@@ -42,9 +42,9 @@ pub(super) async fn offers(State(api): State<ApiState>) -> Response {
 }
 
 /// The original's request shape plus a voucher.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct InferRequest {
+pub(super) struct InferRequest {
     domain_id: String,
     input_data: Value,
     #[serde(default)]
@@ -158,8 +158,8 @@ fn inference_error(err: &InferenceError) -> ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ChannelView<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct ChannelView<'a> {
     id: Hash32,
     #[serde(flatten)]
     channel: &'a Channel,
@@ -203,16 +203,17 @@ pub(super) async fn channel(
     Ok(json(&channel_view(&api, id, channel, view.state.height)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ChannelsQuery {
     /// Channels where this account is client or provider (default: this node).
     account: Option<String>,
+    /// At most 100 (the default).
     limit: Option<usize>,
 }
 
-#[derive(Serialize)]
-struct ChannelList<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct ChannelList<'a> {
     account: AccountId,
     channels: Vec<ChannelView<'a>>,
 }

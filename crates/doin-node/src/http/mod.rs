@@ -17,6 +17,25 @@
 //! | `POST /inference` | a prediction from a domain's champion, paid with a channel voucher |
 //! | `GET /channel/{id}` | a payment channel on chain, with this node's best voucher as provider |
 //! | `GET /channels?account=&limit=` | the channels of an account (default: this node) |
+//! | `GET /metrics` | Prometheus metrics (OpenMetrics or text format, by `Accept`) |
+//! | `GET /domains/{id}/history?limit=&before=&verdicts=` | a domain's verdicts over time (its champions by default) |
+//! | `GET /events` | server-sent events: `status`, then `block` and `status` per block |
+//! | `GET /dashboard` | the live dashboard (HTML, CSS and JS embedded in the binary) |
+//! | `GET /chain/finality` | finalized height and hash |
+//! | `GET /chain/difficulty?blocks=` | difficulty threshold, block-time EMA, recent blocks' work |
+//! | `GET /chain/rewards?from=&to=` | minted coins and payouts by block (at most 100 blocks) |
+//! | `GET /mempool?limit=&offset=` | pending transactions, base fee, suggested bid |
+//! | `GET /fees?blocks=` | the fee market: base fee, next block's rule, recent base fees |
+//! | `GET /optimae?domain=&status=&limit=&offset=` | optimae between commit and verdict |
+//! | `GET /optimae/{id}` | one optimae: pending from the state, decided from its receipt |
+//! | `GET /reputation?limit=&offset=` | accounts by reputation, with quorum eligibility |
+//! | `GET /coin` | supply, issuance, burns, cap, block reward, halving schedule |
+//! | `GET /stats` | per domain: verdict counts, best performance, time to target |
+//! | `GET /stats/export.csv?from=&to=&domain=` | verdicts as CSV, a bounded height range |
+//! | `GET /openapi.json` | the OpenAPI 3.0 document of all of the above |
+//!
+//! Every route is documented in `openapi::ROUTES`, from which `/openapi.json` is built;
+//! a test fails when the router and that table disagree.
 //!
 //! Design:
 //! - **Errors are always JSON** (`{"error": code, "message": text}`, [`error::ApiError`]), for
@@ -30,13 +49,26 @@
 //! - **Blocking work stays off the runtime**: `POST /tx` runs [`NodeContext::submit`] (a
 //!   signature check and a trial application on a copy of the state) on the blocking pool.
 //! - **Read-only and unauthenticated**: the only write is `POST /tx`, whose payload is
-//!   signed by its sender, so CORS allows any origin (a browser dashboard or wallet can call
-//!   any node).
+//!   signed by its sender, so CORS allows any origin by default (a browser dashboard or
+//!   wallet can call any node); `http.cors_origins` in the node config narrows it.
+//! - **Bounded lists**: every list takes `limit`/`offset` or `from`/`to` with a documented
+//!   maximum, and a request over it is a 400, never a silently shortened page.
 
 mod account;
 mod chain;
+mod chain_info;
+mod coin;
+mod dashboard;
 pub mod error;
+mod events;
+mod history;
 mod inference;
+mod market;
+mod metrics;
+mod openapi;
+mod optimae;
+mod paging;
+mod stats;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -61,6 +93,7 @@ use tower_http::cors::{Any as AnyOrigin, CorsLayer};
 
 use crate::context::NodeContext;
 use crate::inference::InferenceService;
+use doin_core::config::HttpConfig;
 use error::ApiError;
 
 /// Largest request body accepted (a signed transaction is at most `max_tx_bytes` encoded,
@@ -74,15 +107,31 @@ pub(crate) struct Api {
     pub(crate) inference: Arc<InferenceService>,
     /// The node's account, hex: computed once instead of per `/status` request.
     pub(crate) account_hex: String,
+    /// The node's metrics (the registry the inference service and the block follower
+    /// record into), for `GET /metrics`.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// The running verdict tally behind `GET /stats`.
+    pub(crate) stats: stats::StatsCache,
 }
 
 pub(crate) type ApiState = Arc<Api>;
 
-/// The API's router, with its error handling, body limit and CORS layers.
+/// The API's router, with its error handling, body limit and CORS layers (any origin).
 pub fn router(ctx: Arc<NodeContext>, inference: Arc<InferenceService>) -> Router {
+    router_with(ctx, inference, &HttpConfig::default())
+}
+
+/// The API's router with the node's HTTP settings (CORS origins).
+pub fn router_with(
+    ctx: Arc<NodeContext>,
+    inference: Arc<InferenceService>,
+    http: &HttpConfig,
+) -> Router {
     let inference_body_limit = inference.max_input_bytes() + inference::ENVELOPE_BYTES;
     let api = Arc::new(Api {
         account_hex: ctx.account().to_hex(),
+        metrics: Arc::clone(inference.metrics()),
+        stats: stats::StatsCache::default(),
         ctx,
         inference,
     });
@@ -104,29 +153,86 @@ pub fn router(ctx: Arc<NodeContext>, inference: Arc<InferenceService>) -> Router
         )
         .route("/channel/{id}", get(inference::channel))
         .route("/channels", get(inference::channels))
+        .route("/chain/finality", get(chain_info::finality))
+        .route("/chain/difficulty", get(chain_info::difficulty))
+        .route("/chain/rewards", get(chain_info::rewards))
+        .route("/mempool", get(market::mempool))
+        .route("/fees", get(market::fees))
+        .route("/optimae", get(optimae::list))
+        .route("/optimae/{id}", get(optimae::get))
+        .route("/reputation", get(optimae::reputation))
+        .route("/coin", get(coin::coin))
+        .route("/stats", get(stats::stats))
+        .route("/stats/export.csv", get(stats::export_csv))
+        .route("/openapi.json", get(openapi::openapi))
+        .route("/metrics", get(metrics::metrics))
+        .merge(dashboard::routes())
         // Must come after the routes: it applies to those already added.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found);
-    with_layers(routes.with_state(api))
+    with_layers_for(routes.with_state(api), http)
+}
+
+/// [`with_layers_for`] with the default settings (any origin).
+#[cfg(test)]
+fn with_layers(routes: Router) -> Router {
+    with_layers_for(routes, &HttpConfig::default())
 }
 
 /// The layers every route gets: body limit, CORS, and panic-to-500 outermost.
-fn with_layers(routes: Router) -> Router {
-    routes
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(
-            CorsLayer::new()
-                .allow_origin(AnyOrigin)
-                .allow_methods([Method::GET, Method::HEAD, Method::POST])
-                .allow_headers([header::CONTENT_TYPE]),
-        )
-        .layer(middleware::from_fn(catch_panic))
+fn with_layers_for(routes: Router, http: &HttpConfig) -> Router {
+    let routes = routes.layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let routes = match cors_layer(http) {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    };
+    routes.layer(middleware::from_fn(catch_panic))
+}
+
+/// The CORS layer for `http.cors_origins`: any origin for `["*"]`, exactly the listed ones
+/// otherwise, none at all (no CORS headers) for `[]`.
+fn cors_layer(http: &HttpConfig) -> Option<CorsLayer> {
+    if http.cors_origins.is_empty() {
+        return None;
+    }
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::HEAD, Method::POST])
+        .allow_headers([header::CONTENT_TYPE]);
+    if http.allows_any_origin() {
+        return Some(layer.allow_origin(AnyOrigin));
+    }
+    // The config validated each origin; one that still is not a header value is skipped
+    // (and logged) rather than failing the whole API.
+    let origins: Vec<HeaderValue> = http
+        .cors_origins
+        .iter()
+        .filter_map(|o| match HeaderValue::from_str(o) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                tracing::warn!(origin = %o, "http.cors_origins: not a valid origin; skipped");
+                None
+            }
+        })
+        .collect();
+    Some(layer.allow_origin(origins))
 }
 
 /// Serves the API on `listener` until `shutdown` completes; in-flight requests finish first.
+/// CORS allows any origin; [`serve_with`] takes the node's HTTP settings.
 pub async fn serve(
     ctx: Arc<NodeContext>,
     inference: Arc<InferenceService>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(ctx, inference, &HttpConfig::default(), listener, shutdown).await
+}
+
+/// [`serve`] with the node's HTTP settings (`http` in the node config).
+pub async fn serve_with(
+    ctx: Arc<NodeContext>,
+    inference: Arc<InferenceService>,
+    http: &HttpConfig,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -135,8 +241,15 @@ pub async fn serve(
         // Small JSON responses: do not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router(ctx, inference))
-        .with_graceful_shutdown(shutdown)
+    // Event streams never end by themselves: end them when shutdown starts, or graceful
+    // shutdown would wait for them forever.
+    let (close_streams, closing) = events::Closing::new();
+    let app = router_with(ctx, inference, http).layer(axum::Extension(closing));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = close_streams.send(true);
+        })
         .await
 }
 

@@ -23,16 +23,18 @@ use crate::context::{now_ms, DomainRuntime};
 /// Peers connected: networking has not landed yet, so a node only knows itself.
 const CONNECTED_PEERS: u64 = 0;
 
+/// `GET /health`.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct Health {
+    status: &'static str,
+}
+
 pub(super) async fn health() -> Response {
-    #[derive(Serialize)]
-    struct Health {
-        status: &'static str,
-    }
     json(&Health { status: "ok" })
 }
 
-#[derive(Serialize)]
-struct Status<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct Status<'a> {
     version: &'static str,
     /// The node's network identity. Until libp2p lands this is its account id.
     peer_id: &'a str,
@@ -57,13 +59,14 @@ struct Status<'a> {
     target_block_time_ms: u64,
     mempool_size: usize,
     uptime_ms: u64,
+    #[schemars(with = "Vec<StatusDomain<'a>>")]
     domains: StatusDomains<'a>,
     /// Where to buy predictions from this node: `POST /inference` (details: `GET /inference`).
     inference: StatusInference<'a>,
 }
 
-#[derive(Serialize)]
-struct StatusInference<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct StatusInference<'a> {
     mode: doin_core::config::InferenceMode,
     prices: &'a [crate::inference::DomainPrice],
 }
@@ -74,8 +77,8 @@ struct StatusDomains<'a> {
     state: &'a ChainState,
 }
 
-#[derive(Serialize)]
-struct StatusDomain<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct StatusDomain<'a> {
     domain_id: &'a DomainId,
     optimize: bool,
     evaluate: bool,
@@ -160,13 +163,13 @@ pub(super) async fn status(State(api): State<ApiState>) -> Response {
     json_with_capacity(&body, 1024 + 512 * ctx.domains.len())
 }
 
-#[derive(Serialize)]
-struct Domains<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct Domains<'a> {
     domains: Vec<DomainEntry<'a>>,
 }
 
-#[derive(Serialize)]
-struct DomainEntry<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct DomainEntry<'a> {
     domain_id: &'a DomainId,
     params: &'a DomainParams,
     champion: Option<&'a Champion>,
@@ -179,8 +182,8 @@ struct DomainEntry<'a> {
     local: Option<LocalDomain>,
 }
 
-#[derive(Serialize)]
-struct LocalDomain {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct LocalDomain {
     optimize: bool,
     evaluate: bool,
     target_performance: Option<f64>,

@@ -31,6 +31,9 @@ use crate::mempool::Mempool;
 use crate::storage::Store;
 use doin_core::config::InferenceConfig;
 
+/// `GET /metrics`.
+mod metrics;
+
 const CHAIN: &str = "t";
 
 fn node_key() -> Keypair {
@@ -82,6 +85,7 @@ async fn inference_service(
         config,
         &plugins,
         desk,
+        Arc::new(crate::metrics::Metrics::new()),
     ))
 }
 
@@ -1453,3 +1457,8 @@ async fn provider_settles_before_expiry_and_refuses_vouchers_it_could_not_settle
         "everything served was settled"
     );
 }
+
+// === mempool, fees, chain extras, optimae, reputation, coin, stats, CORS, OpenAPI ===
+// In `tests/more.rs`.
+
+mod more;

@@ -15,17 +15,17 @@ use doin_core::tx::{SignedTx, TxId};
 use super::error::{ApiError, ApiResult};
 use super::{json, parse_hex32, ApiState, MAX_BODY_BYTES};
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
-enum TxStatus {
+pub(super) enum TxStatus {
     /// In a block of this node's chain.
     Confirmed,
     /// In the mempool, waiting for a block.
     Pending,
 }
 
-#[derive(Serialize)]
-struct TxLookup<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct TxLookup<'a> {
     id: TxId,
     status: TxStatus,
     /// Block height, hash and position: present when confirmed.
@@ -92,8 +92,8 @@ pub(super) async fn get_tx(
     }
 }
 
-#[derive(Serialize)]
-struct Accepted {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct Accepted {
     accepted: bool,
     id: TxId,
 }

@@ -31,6 +31,7 @@ use thiserror::Error;
 use tokio::sync::{watch, Semaphore};
 
 use crate::context::{ChainEvent, NodeContext};
+use crate::metrics::Metrics;
 use payments::{PaymentDesk, PaymentError};
 
 /// A champion's model, ready to answer.
@@ -119,8 +120,21 @@ pub enum InferenceError {
     Worker(String),
 }
 
+impl InferenceError {
+    /// The error code of the HTTP answer (also the `result` label of the request metric).
+    pub fn code(&self) -> &'static str {
+        match self {
+            InferenceError::UnknownDomain(_) => "unknown_domain",
+            InferenceError::NotReady(_) => "model_not_ready",
+            InferenceError::Payment(e) => e.code(),
+            InferenceError::BadInput(_) => "invalid_input",
+            InferenceError::Model(_) | InferenceError::Worker(_) => "internal",
+        }
+    }
+}
+
 /// A query's answer.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct Answer {
     pub domain_id: DomainId,
     pub prediction: Value,
@@ -137,7 +151,7 @@ pub struct Answer {
 }
 
 /// One row of `GET /inference`.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct Offer {
     pub domain_id: DomainId,
     pub price: Amount,
@@ -148,7 +162,7 @@ pub struct Offer {
     pub input: Value,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct OfferChampion {
     pub optimae_id: Hash32,
     pub params_hash: Hash32,
@@ -157,7 +171,7 @@ pub struct OfferChampion {
 }
 
 /// A served domain's price, as `/status` lists it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct DomainPrice {
     pub domain_id: DomainId,
     pub price: Amount,
@@ -172,15 +186,18 @@ pub struct InferenceService {
     domains: BTreeMap<DomainId, ServedDomain>,
     desk: Arc<PaymentDesk>,
     limiter: Arc<Semaphore>,
+    /// The node's metrics: every query is recorded here (and `/metrics` reads it from here).
+    metrics: Arc<Metrics>,
 }
 
 impl InferenceService {
-    /// Serves every domain of `plugins` that offers inference.
+    /// Serves every domain of `plugins` that offers inference, recording into `metrics`.
     pub fn new(
         ctx: Arc<NodeContext>,
         config: InferenceConfig,
         plugins: &BTreeMap<DomainId, Arc<dyn DomainPlugin>>,
         desk: PaymentDesk,
+        metrics: Arc<Metrics>,
     ) -> InferenceService {
         let domains: BTreeMap<DomainId, ServedDomain> = plugins
             .iter()
@@ -215,7 +232,13 @@ impl InferenceService {
             domains,
             desk: Arc::new(desk),
             limiter: Arc::new(Semaphore::new(permits)),
+            metrics,
         }
+    }
+
+    /// The node's metrics, which this service records into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn mode(&self) -> InferenceMode {
@@ -270,12 +293,32 @@ impl InferenceService {
     }
 
     /// Answers one query: payment check, the model on the blocking pool, payment recorded.
+    /// Its result and latency go to the metrics.
     pub async fn answer(
         &self,
         domain: &str,
         input: Value,
         voucher: Option<Voucher>,
     ) -> Result<Answer, InferenceError> {
+        let started = std::time::Instant::now();
+        let result = self.answer_unrecorded(domain, input, voucher).await;
+        let served = self.domains.keys().find(|id| id.as_str() == domain);
+        let outcome = match &result {
+            Ok((_, received)) => Ok(*received),
+            Err(err) => Err(err),
+        };
+        self.metrics
+            .record_inference(served, outcome, started.elapsed());
+        result.map(|(answer, _)| answer)
+    }
+
+    /// [`InferenceService::answer`] without the metrics; also returns what the voucher paid.
+    async fn answer_unrecorded(
+        &self,
+        domain: &str,
+        input: Value,
+        voucher: Option<Voucher>,
+    ) -> Result<(Answer, Option<Amount>), InferenceError> {
         let (id, served) = self
             .domains
             .iter()
@@ -320,15 +363,20 @@ impl InferenceService {
             PluginError::InvalidInput { reason } => InferenceError::BadInput(reason),
             other => InferenceError::Model(other),
         })?;
-        let (paid, channel) = match checked {
+        let (paid, received, channel) = match checked {
             Some(checked) => {
                 let channel = checked.channel();
-                (Some(self.desk.commit(checked, price).await?), Some(channel))
+                let committed = self.desk.commit(checked, price).await?;
+                (
+                    Some(committed.cumulative),
+                    Some(committed.received),
+                    Some(channel),
+                )
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         let champion = &model.champion;
-        Ok(Answer {
+        let answer = Answer {
             domain_id: id.clone(),
             prediction,
             optimae_id: champion.commitment,
@@ -338,7 +386,8 @@ impl InferenceService {
             price,
             paid,
             channel,
-        })
+        };
+        Ok((answer, received))
     }
 
     /// Loads the champion of every served domain whose champion changed; the previous model

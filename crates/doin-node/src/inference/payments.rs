@@ -104,6 +104,15 @@ impl CheckedVoucher {
     }
 }
 
+/// A voucher [`PaymentDesk::commit`] recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct Committed {
+    /// The channel's cumulative amount now held by this node.
+    pub cumulative: Amount,
+    /// What this voucher added to it: the query's price, or more if the client paid ahead.
+    pub received: Amount,
+}
+
 /// The provider's view of its channels, for `GET /channel/{id}`.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct HeldSummary {
@@ -238,13 +247,13 @@ impl PaymentDesk {
 
     /// Takes the payment: re-checks the amount against what is held now (a concurrent query
     /// may have used the channel), keeps the voucher, and returns once it is on disk.
-    /// Returns the channel's new cumulative amount.
+    /// Returns the channel's new cumulative amount and what this voucher added.
     pub async fn commit(
         &self,
         checked: CheckedVoucher,
         price: Amount,
-    ) -> Result<Amount, PaymentError> {
-        let stored = {
+    ) -> Result<Committed, PaymentError> {
+        let (stored, received) = {
             let mut books = self.books();
             let id = checked.voucher.channel;
             let held = books.held.get(&id);
@@ -258,15 +267,19 @@ impl PaymentDesk {
                     queries,
                 },
             );
-            StoredVoucher {
+            let stored = StoredVoucher {
                 voucher: checked.voucher,
                 client: checked.client,
                 queries,
-            }
+            };
+            (stored, checked.voucher.amount.saturating_sub(paid))
         };
-        let amount = stored.voucher.amount;
+        let cumulative = stored.voucher.amount;
         self.store.record(stored).await?;
-        Ok(amount)
+        Ok(Committed {
+            cumulative,
+            received,
+        })
     }
 
     /// Settles and collects what is due after a block; forgets channels paid out.
