@@ -851,9 +851,10 @@ pub struct NodeConfig {
     pub node_label: String,
     /// Listen address.
     pub host: String,
-    /// Port of the HTTP API, 1-65535.
+    /// Port of the HTTP API, 0-65535; 0 picks a free port and writes the bound address to
+    /// `<data_dir>/http.addr` (tests and supervisors read it there).
     #[serde(deserialize_with = "deserialize_port")]
-    #[schemars(range(min = 1, max = 65535))]
+    #[schemars(range(min = 0, max = 65535))]
     pub port: u16,
     /// Directory of the chain database, identity, analytics and stats files.
     pub data_dir: PathBuf,
@@ -1088,9 +1089,6 @@ impl NodeConfig {
                 "must be a non-empty address without spaces",
             ));
         }
-        if self.port == 0 {
-            return Err(ConfigError::invalid("port", "must be 1-65535, got 0"));
-        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::invalid("data_dir", "must not be empty"));
         }
@@ -1293,9 +1291,7 @@ fn unknown_keys(path: &str, extra: &BTreeMap<String, Value>, warnings: &mut Vec<
 fn deserialize_port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
     let raw = i64::deserialize(d)?;
     u16::try_from(raw)
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| D::Error::custom(format!("must be 1-65535, got {raw}")))
+        .map_err(|_| D::Error::custom(format!("must be 0-65535 (0: any free port), got {raw}")))
 }
 
 /// A path where the original's `""` (or `null`) means "the default location".
@@ -1648,7 +1644,6 @@ mod tests {
     #[test]
     fn each_invalid_top_level_value_names_its_key() {
         let cases = [
-            (json!({"port": 0}), "port"),
             (json!({"port": 70000}), "port"),
             (json!({"port": -1}), "port"),
             (json!({"port": "8470"}), "port"),
@@ -1869,7 +1864,7 @@ mod tests {
         );
         assert_eq!(
             error_of(json!({"port": 70000})).1,
-            "must be 1-65535, got 70000"
+            "must be 0-65535 (0: any free port), got 70000"
         );
         assert!(error_of(json!({"storage_backend": "json"}))
             .1
@@ -2004,11 +1999,14 @@ mod tests {
     #[test]
     fn programmatic_configs_are_validated_too() {
         let mut config = NodeConfig {
-            port: 0,
+            host: String::new(),
             ..NodeConfig::default()
         };
-        assert_eq!(config.validate().unwrap_err().path(), Some("port"));
-        config.port = 1;
+        assert_eq!(config.validate().unwrap_err().path(), Some("host"));
+        config.host = "127.0.0.1".into();
+        // Port 0 is valid: any free port.
+        config.port = 0;
+        assert!(config.validate().is_ok());
         config.quorum_tolerance = f64::NAN;
         assert_eq!(
             config.validate().unwrap_err().path(),

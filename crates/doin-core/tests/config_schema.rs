@@ -131,7 +131,7 @@ fn schema_states_the_original_defaults() {
     assert_eq!(default("quorum_fraction"), Some(json!(0.67)));
     assert_eq!(default("storage_backend"), Some(json!("sqlite")));
     assert_eq!(default("network_protocol"), Some(json!("gossipsub")));
-    assert_eq!(props["port"]["minimum"], json!(1.0));
+    assert_eq!(props["port"]["minimum"], json!(0.0));
     assert_eq!(props["port"]["maximum"], json!(65535.0));
 }
 

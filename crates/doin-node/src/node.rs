@@ -283,7 +283,12 @@ pub async fn run(settings: Settings, registry: PluginRegistry) -> anyhow::Result
     let listener = tokio::net::TcpListener::bind(settings.http_addr)
         .await
         .with_context(|| format!("binding the HTTP port {}", settings.http_addr))?;
-    tracing::info!("HTTP API on http://{}", listener.local_addr()?);
+    let http_addr = listener.local_addr()?;
+    tracing::info!("HTTP API on http://{http_addr}");
+    // With port 0 the address is only known now: publish it for tests and supervisors.
+    let addr_file = config.data_dir.join("http.addr");
+    std::fs::write(&addr_file, format!("{http_addr}\n"))
+        .with_context(|| format!("writing {}", addr_file.display()))?;
     let mut http_stop = stop_rx.clone();
     let http_config = config.http.clone();
     let http_ctx = Arc::clone(&ctx);

@@ -87,12 +87,6 @@ impl Settings {
         };
         let (mut config, mut warnings) = NodeConfig::from_json_str(&text).map_err(config_err)?;
         if let Some(port) = overrides.port {
-            if port == 0 {
-                return Err(SettingsError::Flag {
-                    flag: "--port",
-                    reason: "must be 1-65535".into(),
-                });
-            }
             config.port = port;
         }
         if let Some(dir) = &overrides.data_dir {

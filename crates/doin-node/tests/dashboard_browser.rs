@@ -25,33 +25,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, Node};
+use common::{write_solo_config, Node};
 
 /// Longest a Chromium run may take (start-up is about a second; the page waits for three
 /// blocks of 150-300 ms).
 const BROWSER_LIMIT: Duration = Duration::from_secs(90);
-
-fn write_config(dir: &Path, port: u16) -> PathBuf {
-    let config = serde_json::json!({
-        "node_label": "dashboard-test",
-        "host": "127.0.0.1",
-        "port": port,
-        "data_dir": dir.join("data"),
-        "snapshot_interval": 10,
-        "chain": {"solo_mode": true, "target_block_time_ms": 150, "max_block_interval_ms": 300},
-        "domains": [{
-            "domain_id": "quadratic",
-            "optimize": true,
-            "evaluate": true,
-            "optimization_plugin": "quadratic",
-            "target_performance": -5.0,
-            "optimization_config": {"n_params": 4, "step_size": 0.5}
-        }]
-    });
-    let path = dir.join("config.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-    path
-}
 
 fn get_json(port: u16, path: &str) -> serde_json::Value {
     ureq::get(&format!("http://127.0.0.1:{port}{path}"))
@@ -65,8 +43,11 @@ fn get_json(port: u16, path: &str) -> serde_json::Value {
 #[test]
 fn events_stream_status_then_blocks_and_history_lists_champions() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let node = Node::start(&write_config(dir.path(), port), port);
+    let node = Node::start(&write_solo_config(
+        dir.path(),
+        serde_json::json!({"node_label": "dashboard-test"}),
+    ));
+    let port = node.port;
     node.wait_height(1, Duration::from_secs(60));
 
     let resp = ureq::AgentBuilder::new()
@@ -286,8 +267,11 @@ fn dashboard_in_headless_chromium_shows_the_real_height_and_follows_new_blocks()
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let node = Node::start(&write_config(dir.path(), port), port);
+    let node = Node::start(&write_solo_config(
+        dir.path(),
+        serde_json::json!({"node_label": "dashboard-test"}),
+    ));
+    let port = node.port;
     let before = node.wait_height(2, Duration::from_secs(60))["chain_height"]
         .as_u64()
         .unwrap();

@@ -6,34 +6,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Node, BIN};
-
-fn write_config(dir: &Path, port: u16) -> PathBuf {
-    let config = serde_json::json!({
-        "node_label": "test",
-        "host": "127.0.0.1",
-        "port": port,
-        "data_dir": dir.join("data"),
-        "storage_backend": "sqlite",
-        "snapshot_interval": 10,
-        "chain": {"solo_mode": true, "target_block_time_ms": 150, "max_block_interval_ms": 300},
-        "domains": [{
-            "domain_id": "quadratic",
-            "optimize": true,
-            "evaluate": true,
-            "optimization_plugin": "quadratic",
-            "target_performance": -5.0,
-            "optimization_config": {"n_params": 4, "step_size": 0.5}
-        }]
-    });
-    let path = dir.join("config.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-    path
-}
+use common::{write_solo_config, Node, BIN};
 
 fn inspect_verify(data: &Path) -> String {
     let out = Command::new(BIN)
@@ -51,9 +28,8 @@ fn inspect_verify(data: &Path) -> String {
 #[test]
 fn solo_node_mines_verifies_its_work_and_conserves_coins() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = write_config(dir.path(), port);
-    let node = Node::start(&config, port);
+    let config = write_solo_config(dir.path(), serde_json::json!({}));
+    let node = Node::start(&config);
     let first = node.wait_height(2, Duration::from_secs(60));
     let start_balance = first["balance"].as_u64().unwrap();
     // Wait for the optimizer's work to be verified: a champion on chain.
@@ -95,12 +71,11 @@ fn solo_node_mines_verifies_its_work_and_conserves_coins() {
 #[test]
 fn restart_and_kill_9_keep_the_chain() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = write_config(dir.path(), port);
+    let config = write_solo_config(dir.path(), serde_json::json!({}));
     let mut last_height = 0;
     let mut last_tip = String::new();
     for round in 0..4 {
-        let node = Node::start(&config, port);
+        let node = Node::start(&config);
         let status = node.wait_height(last_height + 3, Duration::from_secs(60));
         let height = status["chain_height"].as_u64().unwrap();
         assert!(

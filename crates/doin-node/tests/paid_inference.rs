@@ -7,11 +7,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Node, BIN};
+use common::{write_solo_config, Node, BIN};
 use doin_client::{ChannelBook, ClientError, NodeClient, Wallet};
 use doin_core::amount::Amount;
 use doin_core::fee::{charge, FeeBid};
@@ -21,27 +21,6 @@ use doin_core::params::DomainId;
 use serde_json::{json, Value};
 
 const QUERIES: u64 = 100;
-
-fn write_config(dir: &Path, port: u16) -> PathBuf {
-    let config = json!({
-        "host": "127.0.0.1",
-        "port": port,
-        "data_dir": dir.join("data"),
-        "chain": {"solo_mode": true, "target_block_time_ms": 150, "max_block_interval_ms": 300},
-        "domains": [{
-            "domain_id": "quadratic",
-            "optimize": true,
-            "evaluate": true,
-            "optimization_plugin": "quadratic",
-            "target_performance": -5.0,
-            "optimization_config": {"n_params": 4, "step_size": 0.5}
-        }],
-        "inference": {"mode": "paid", "price": 25_000}
-    });
-    let path = dir.join("config.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-    path
-}
 
 /// Runs `doin-node wallet …`; returns stdout, failing the test on a non-zero exit.
 fn wallet(port: u16, key: &Path, args: &[&str]) -> String {
@@ -118,8 +97,11 @@ fn account_flows(
 #[test]
 fn a_client_pays_100_queries_through_a_channel_and_every_balance_is_exact() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let node = Node::start(&write_config(dir.path(), port), port);
+    let node = Node::start(&write_solo_config(
+        dir.path(),
+        json!({"inference": {"mode": "paid", "price": 25_000}}),
+    ));
+    let port = node.port;
     node.wait_height(1, Duration::from_secs(60));
     let domain = DomainId::new("quadratic").unwrap();
     let node_key_path = dir.path().join("data").join("identity.key");

@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -15,12 +14,16 @@ const BIN: &str = env!("CARGO_BIN_EXE_custom-node");
 /// How long the node may take to get a custom-domain optimae accepted.
 const ACCEPT_LIMIT: Duration = Duration::from_secs(60);
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The port the node bound (the config asks for any free one, port 0, so that parallel
+/// tests never race for a port); `None` until the node has written it.
+fn bound_port(dir: &Path) -> Option<u16> {
+    std::fs::read_to_string(dir.join("data").join("http.addr"))
+        .ok()?
+        .trim()
+        .rsplit(':')
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn write_config(dir: &Path, port: u16, plugin: &str) -> PathBuf {
@@ -106,8 +109,7 @@ fn run(args: &[&str], config: &Path) -> Output {
 #[test]
 fn custom_node_gets_an_optimae_of_its_own_domain_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = write_config(dir.path(), port, custom_plugin::NAME);
+    let config = write_config(dir.path(), 0, custom_plugin::NAME);
     let mut node = Node::start(&config);
 
     let start = Instant::now();
@@ -121,6 +123,9 @@ fn custom_node_gets_an_optimae_of_its_own_domain_accepted() {
             panic!("custom-node exited ({exit}); log:\n{}", node.log());
         }
         std::thread::sleep(Duration::from_millis(200));
+        let Some(port) = bound_port(dir.path()) else {
+            continue;
+        };
         let (Some(status), Some(domains)) = (get(port, "/status"), get(port, "/domains")) else {
             continue;
         };
@@ -142,7 +147,7 @@ fn custom_node_gets_an_optimae_of_its_own_domain_accepted() {
 #[test]
 fn check_config_knows_the_custom_domain() {
     let dir = tempfile::tempdir().unwrap();
-    let ok = write_config(dir.path(), free_port(), custom_plugin::NAME);
+    let ok = write_config(dir.path(), 0, custom_plugin::NAME);
     let out = run(&["check-config"], &ok);
     assert!(
         out.status.success(),
@@ -151,7 +156,7 @@ fn check_config_knows_the_custom_domain() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
 
-    let unknown = write_config(dir.path(), free_port(), "no_such_domain");
+    let unknown = write_config(dir.path(), 0, "no_such_domain");
     let out = run(&["check-config"], &unknown);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

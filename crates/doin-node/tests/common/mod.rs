@@ -3,19 +3,38 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_doin-node");
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Writes the config of a fast solo node (blocks every 150-300 ms, any free port) on the
+/// quadratic domain (4 dimensions, target −5) in `dir`, with the top-level keys of `extra` added or replaced;
+/// returns its path.
+pub fn write_solo_config(dir: &Path, extra: serde_json::Value) -> PathBuf {
+    let mut config = serde_json::json!({
+        "node_label": "test",
+        "host": "127.0.0.1",
+        "port": 0,
+        "data_dir": dir.join("data"),
+        "snapshot_interval": 10,
+        "chain": {"solo_mode": true, "target_block_time_ms": 150, "max_block_interval_ms": 300},
+        "domains": [{
+            "domain_id": "quadratic",
+            "optimize": true,
+            "evaluate": true,
+            "optimization_plugin": "quadratic",
+            "target_performance": -5.0,
+            "optimization_config": {"n_params": 4, "step_size": 0.5}
+        }]
+    });
+    if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+        config.extend(extra.clone());
+    }
+    let path = dir.join("config.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    path
 }
 
 pub struct Node {
@@ -26,13 +45,18 @@ pub struct Node {
 
 impl Node {
     /// Starts the binary; its log goes to a file next to the config (a pipe could fill up
-    /// and block the node).
-    pub fn start(config: &Path, port: u16) -> Node {
+    /// and block the node). The node's port is read from `<data_dir>/http.addr`, which it
+    /// writes once bound: configs use port 0, so parallel tests never race for a port.
+    pub fn start(config: &Path) -> Node {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let parsed: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(config).unwrap()).unwrap();
+        let addr_file = PathBuf::from(parsed["data_dir"].as_str().unwrap()).join("http.addr");
+        let _ = std::fs::remove_file(&addr_file);
         let log = config.with_extension(format!("{n}.log"));
         let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(BIN)
+        let mut child = Command::new(BIN)
             .args(["--config"])
             .arg(config)
             .env("RUST_LOG", "info")
@@ -40,6 +64,27 @@ impl Node {
             .stderr(log_file)
             .spawn()
             .expect("start doin-node");
+        let start = Instant::now();
+        let port = loop {
+            if let Some(port) = std::fs::read_to_string(&addr_file)
+                .ok()
+                .and_then(|a| a.trim().rsplit(':').next()?.parse::<u16>().ok())
+            {
+                break port;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "doin-node exited ({status}) before listening; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "doin-node did not write {} within 60 s",
+                addr_file.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
         Node { child, port, log }
     }
 
