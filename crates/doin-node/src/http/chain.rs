@@ -53,29 +53,7 @@ pub(super) struct BlocksPage {
 /// Resolves the requested range (inclusive; defaults filled in) or says why it is invalid.
 /// The range may extend above the tip: the caller clamps it.
 fn block_range(q: &BlocksQuery, tip: u64) -> ApiResult<(u64, u64)> {
-    let span = DEFAULT_BLOCKS_PAGE - 1;
-    let (from, to) = match (q.from, q.to) {
-        (Some(from), Some(to)) => (from, to),
-        (Some(from), None) => (from, from.saturating_add(span).min(tip.max(from))),
-        (None, Some(to)) => (to.saturating_sub(span), to),
-        (None, None) => (tip.saturating_sub(span), tip),
-    };
-    if from > to {
-        return Err(ApiError::bad_request(
-            "invalid_range",
-            format!("from ({from}) is above to ({to})"),
-        ));
-    }
-    if to - from >= MAX_BLOCKS_PAGE {
-        return Err(ApiError::bad_request(
-            "range_too_large",
-            format!(
-                "at most {MAX_BLOCKS_PAGE} blocks per request; {from}..={to} is {} blocks",
-                u128::from(to - from) + 1
-            ),
-        ));
-    }
-    Ok((from, to))
+    super::paging::height_range(q.from, q.to, tip, DEFAULT_BLOCKS_PAGE, MAX_BLOCKS_PAGE)
 }
 
 /// Headers (with hash and transaction count) of heights `from..=to`, both inclusive.

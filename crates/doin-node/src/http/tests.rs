@@ -145,14 +145,25 @@ async fn test_node(blocks: u64) -> TestNode {
 /// Builds the next block from `txs` (all must apply), stores it and moves the view. Returns
 /// what the block paid the node (reward and tips).
 async fn add_block(ctx: &NodeContext, txs: Vec<SignedTx>) -> Amount {
+    add_block_with_receipt(ctx, txs, |_| {}).await
+}
+
+/// Like `add_block`, but lets the test add to the receipt before it is stored (verdicts
+/// need a whole quorum flow to arise naturally; the API only reads them back).
+async fn add_block_with_receipt(
+    ctx: &NodeContext,
+    txs: Vec<SignedTx>,
+    edit: impl FnOnce(&mut doin_core::state::BlockReceipt),
+) -> Amount {
     let view = ctx.view();
     let n = txs.len();
     let ts = view.state.empty_block_allowed_from(&ctx.params);
-    let built = view
+    let mut built = view
         .state
         .build_block(&ctx.params, &ctx.key, ts, txs)
         .unwrap();
     assert_eq!(built.block.txs.len(), n, "skipped: {:?}", built.skipped);
+    edit(&mut built.receipt);
     ctx.store
         .append_block(&built.block, &built.state, &built.receipt)
         .await

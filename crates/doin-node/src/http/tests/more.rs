@@ -6,40 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use doin_core::config::HttpConfig;
 use doin_core::optimae::{RejectReason, Verdict};
-use doin_core::state::{BlockReceipt, PendingOptimae, RecordedVote, Revealed, VerdictRecord};
+use doin_core::state::{PendingOptimae, RecordedVote, Revealed, VerdictRecord};
 
 use super::super::openapi::{self, Method as DocMethod, ROUTES};
 use super::super::router_with;
 use super::*;
-
-/// Like `add_block`, but lets the test add to the receipt before it is stored (verdicts
-/// need a whole quorum flow to arise naturally; the API only reads them back).
-async fn add_block_with_receipt(
-    ctx: &NodeContext,
-    txs: Vec<SignedTx>,
-    edit: impl FnOnce(&mut BlockReceipt),
-) {
-    let view = ctx.view();
-    let ts = view.state.empty_block_allowed_from(&ctx.params);
-    let mut built = view
-        .state
-        .build_block(&ctx.params, &ctx.key, ts, txs)
-        .unwrap();
-    edit(&mut built.receipt);
-    ctx.store
-        .append_block(&built.block, &built.state, &built.receipt)
-        .await
-        .unwrap();
-    let state = Arc::new(built.state);
-    ctx.mempool
-        .lock()
-        .unwrap()
-        .prune(|a| state.account(a).nonce);
-    *ctx.chain.write().unwrap() = ChainView {
-        state,
-        tip: built.block.header,
-    };
-}
 
 fn verdict(commitment: u8, verdict: Verdict, claim: f64) -> VerdictRecord {
     VerdictRecord {
