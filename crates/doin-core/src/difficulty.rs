@@ -3,8 +3,8 @@
 //!
 //! Two corrections, both integer-only so every node computes the same threshold:
 //!
-//! * **Per block**, an exponential moving average of block times (weight 1/10) nudges the
-//!   threshold by `target / ema`, clamped to ±2% per block. This reacts within a few blocks
+//! * **Per block**, an exponential moving average of block times (weight 1/10, each sample
+//!   capped at 10 targets) nudges the threshold by `target / ema`, clamped to ±2% per block. This reacts within a few blocks
 //!   without letting a single odd timestamp move the threshold far.
 //! * **Per epoch** (every [`EPOCH_LENGTH`] blocks), the threshold is multiplied by
 //!   `target epoch time / actual epoch time`, which removes whatever bias the EMA left.
@@ -27,6 +27,12 @@ pub const EPOCH_LENGTH: u64 = 100;
 
 /// Within one epoch the threshold moves by at most this factor, up or down.
 pub const MAX_EPOCH_FACTOR: u64 = 4;
+
+/// A block time enters the EMA as at most this many target block times. One long gap (the
+/// first block of a chain whose genesis time is months old, a network that stalled) would
+/// otherwise dominate the average for a hundred blocks and drive the threshold down for all
+/// of them; the ±2% per-block clamp alone only slows that drift.
+pub const MAX_EMA_SAMPLE_TARGETS: u64 = 10;
 
 /// The EMA gives a new block time weight `1 / EMA_WEIGHT_DENOMINATOR`.
 pub const EMA_WEIGHT_DENOMINATOR: u64 = 10;
@@ -81,7 +87,9 @@ impl DifficultyState {
         target_block_time_ms: u64,
     ) -> DifficultyState {
         let target = target_block_time_ms.max(1);
-        let elapsed = block_time_ms.saturating_sub(parent_time_ms).max(1);
+        let elapsed = block_time_ms
+            .saturating_sub(parent_time_ms)
+            .clamp(1, target.saturating_mul(MAX_EMA_SAMPLE_TARGETS));
         let ema = next_ema(self.ema_block_time_ms, elapsed);
         let mut threshold = per_block_correction(self.threshold.max(1), target, ema);
         let epoch_ends = height.saturating_sub(self.epoch_start_height) >= EPOCH_LENGTH;
