@@ -202,20 +202,27 @@ fn main() -> Result<()> {
     if cli.json {
         println!("{summary}");
     } else {
-        eprintln!("domain      {} ({kind:?})", domain.domain_id);
-        eprintln!("rounds      {} ({} failed)", stats.rounds, errors);
-        eprintln!("best        {:?}", stats.best_performance);
+        let optimizer = match kind {
+            doin_optimizer::OptimizerKind::RandomStep => "random step",
+            doin_optimizer::OptimizerKind::Ga => "GA",
+        };
+        eprintln!("domain       {} ({optimizer})", domain.domain_id);
+        eprintln!("rounds       {} ({} failed)", stats.rounds, errors);
+        match stats.best_performance {
+            Some(best) => eprintln!("best         {best:.4}"),
+            None => eprintln!("best         none (no candidate scored)"),
+        }
         eprintln!("improvements {}", stats.improvements);
         match (target, reached) {
             (Some(t), Some((r, s))) => {
-                eprintln!("target      {t} reached at round {r} after {s:.3} s")
+                eprintln!("target       {t} reached at round {r} after {s:.3} s")
             }
-            (Some(t), None) => eprintln!("target      {t} not reached"),
-            (None, _) => eprintln!("target      none"),
+            (Some(t), None) => eprintln!("target       {t} not reached"),
+            (None, _) => eprintln!("target       none"),
         }
         if let Some(ga) = stats.ga {
             eprintln!(
-                "ga          generation {}, stage {}/{}, mutation scale {:.4}, surrogate rounds {}",
+                "ga           generation {}, stage {}/{}, mutation scale {:.4}, surrogate rounds {}",
                 ga.generation,
                 ga.stage + 1,
                 ga.stages,
@@ -223,7 +230,7 @@ fn main() -> Result<()> {
                 ga.surrogate_rounds
             );
         }
-        eprintln!("time        {seconds:.3} s");
+        eprintln!("time         {seconds:.3} s");
     }
     Ok(())
 }
