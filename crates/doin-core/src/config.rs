@@ -474,6 +474,56 @@ pub const DEFAULT_CORS_ORIGINS: &[&str] = &["*"];
 /// Most entries `http.cors_origins` may list.
 pub const MAX_CORS_ORIGINS: usize = 64;
 
+/// Most entries `p2p.listen` may list.
+pub const MAX_P2P_LISTEN: usize = 16;
+
+/// The peer-to-peer network's settings (DOIN-rs). The node joins a network only when
+/// `listen` or `bootstrap_peers` is non-empty; otherwise it runs alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct P2pConfig {
+    /// libp2p multiaddrs to listen on, e.g. `"/ip4/0.0.0.0/tcp/8471"` (`tcp/0`: any free
+    /// port). The full address with the peer id is written to `<data_dir>/p2p.addr`.
+    pub listen: Vec<String>,
+    /// Zero-configuration discovery of peers on the LAN.
+    pub mdns: bool,
+    /// Most connected peers.
+    pub max_peers: u32,
+}
+
+impl Default for P2pConfig {
+    fn default() -> Self {
+        P2pConfig {
+            listen: Vec::new(),
+            mdns: true,
+            max_peers: 50,
+        }
+    }
+}
+
+impl P2pConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen.len() > MAX_P2P_LISTEN {
+            return Err(ConfigError::invalid(
+                "p2p.listen",
+                format!("at most {MAX_P2P_LISTEN} addresses"),
+            ));
+        }
+        for (i, addr) in self.listen.iter().enumerate() {
+            if !addr.starts_with('/') || addr.chars().any(char::is_whitespace) {
+                return Err(ConfigError::invalid(
+                    format!("p2p.listen[{i}]"),
+                    format!("{addr:?} is not a multiaddr (e.g. \"/ip4/0.0.0.0/tcp/8471\")"),
+                ));
+            }
+        }
+        if self.max_peers == 0 {
+            return Err(ConfigError::invalid("p2p.max_peers", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
 /// The HTTP API's settings (DOIN-rs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -956,6 +1006,11 @@ pub struct NodeConfig {
     pub inference: InferenceConfig,
     /// The HTTP API: CORS origins (DOIN-rs).
     pub http: HttpConfig,
+    /// The peer-to-peer network (DOIN-rs).
+    pub p2p: P2pConfig,
+    /// Propose blocks (DOIN-rs). `false` runs a full node that validates, stores, follows
+    /// and serves the chain without producing blocks.
+    pub produce_blocks: bool,
 
     /// Keys this node does not know (reported as warnings, kept on re-serialization).
     #[serde(flatten)]
@@ -1010,6 +1065,8 @@ impl Default for NodeConfig {
             log_level: LogLevel::default(),
             inference: InferenceConfig::default(),
             http: HttpConfig::default(),
+            p2p: P2pConfig::default(),
+            produce_blocks: true,
             extra: BTreeMap::new(),
         }
     }
@@ -1039,6 +1096,7 @@ impl NodeConfig {
         self.validate_domains(&mut warnings)?;
         self.inference.validate(&self.domains)?;
         self.http.validate()?;
+        self.p2p.validate()?;
         if !self.require_deterministic_seed {
             warnings.push(warn(
                 "require_deterministic_seed",

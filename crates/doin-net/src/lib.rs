@@ -14,6 +14,7 @@ mod service;
 
 pub use codec::{SyncCodec, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
 pub use libp2p::gossipsub::MessageId;
+pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};
 pub use service::{
     libp2p_keypair, start, Acceptance, NetConfig, NetError, NetEvent, NetHandle, PeerInfo, ReplyId,

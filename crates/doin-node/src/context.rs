@@ -83,6 +83,31 @@ pub struct NodeContext {
     pub own_tx: Mutex<()>,
     pub node_label: String,
     pub started_at_ms: u64,
+    /// The chain's single writer lock and the link to the peer-to-peer network.
+    pub net: NetLink,
+}
+
+/// What block production, block import and the network service share.
+#[derive(Debug)]
+pub struct NetLink {
+    /// Held while a block is built or imported, stored and made the tip: one writer at a
+    /// time, whether the block is this node's or a peer's.
+    pub writer: tokio::sync::Mutex<()>,
+    /// Transactions accepted from this node's API and roles, for the network to gossip
+    /// (transactions that came from peers are not re-announced: gossip forwards them).
+    pub outbound_txs: broadcast::Sender<SignedTx>,
+    /// The network service, once started (absent on a node without `p2p.listen`).
+    pub handle: std::sync::OnceLock<doin_net::NetHandle>,
+}
+
+impl Default for NetLink {
+    fn default() -> Self {
+        NetLink {
+            writer: tokio::sync::Mutex::new(()),
+            outbound_txs: broadcast::channel(1024).0,
+            handle: std::sync::OnceLock::new(),
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -109,6 +134,16 @@ impl NodeContext {
     /// Verifies a transaction, checks it against the state the next block starts from, and
     /// queues it. The same path serves `POST /tx` and the node's own roles.
     pub fn submit(&self, tx: SignedTx) -> Result<TxId, SubmitError> {
+        let announce = tx.clone();
+        let id = self.submit_from_peer(tx)?;
+        // No network, or nobody listening: nothing to announce to.
+        let _ = self.net.outbound_txs.send(announce);
+        Ok(id)
+    }
+
+    /// [`NodeContext::submit`] for a transaction gossiped by a peer: the same checks, but not
+    /// announced again (gossip forwards it once the node accepts it).
+    pub fn submit_from_peer(&self, tx: SignedTx) -> Result<TxId, SubmitError> {
         let id = tx.verify_stateless(&self.params)?;
         let view = self.view();
         let account_nonce = view.state.account(&tx.body.sender).nonce;

@@ -12,6 +12,7 @@ pub mod http;
 pub mod inference;
 pub mod mempool;
 pub mod metrics;
+pub mod network;
 pub mod node;
 pub mod producer;
 pub mod roles;

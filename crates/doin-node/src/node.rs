@@ -18,7 +18,7 @@ use doin_core::state::ChainState;
 use tokio::sync::{broadcast, watch, Notify};
 
 use crate::blobs::BlobStore;
-use crate::context::{now_ms, ChainView, DomainRuntime, NodeContext};
+use crate::context::{now_ms, ChainView, DomainRuntime, NetLink, NodeContext};
 use crate::inference::payments::PaymentDesk;
 use crate::inference::voucher_store::VoucherStore;
 use crate::inference::InferenceService;
@@ -183,6 +183,7 @@ pub async fn run(settings: Settings, registry: PluginRegistry) -> anyhow::Result
             config.node_label.clone()
         },
         started_at_ms: now_ms(),
+        net: NetLink::default(),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -250,7 +251,17 @@ pub async fn run(settings: Settings, registry: PluginRegistry) -> anyhow::Result
         Arc::clone(&ctx),
         stop_rx.clone(),
     ));
-    let producer = tokio::spawn(crate::producer::run(Arc::clone(&ctx), stop_rx.clone()));
+    let producer = if config.produce_blocks {
+        tokio::spawn(crate::producer::run(Arc::clone(&ctx), stop_rx.clone()))
+    } else {
+        tracing::info!("produce_blocks is false: following the network's chain");
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _ = stop.changed().await;
+            Ok(())
+        })
+    };
+    crate::network::start(Arc::clone(&ctx), config, stop_rx.clone()).await?;
 
     let payments_path = config.data_dir.join("payments.db");
     let (vouchers, held) = VoucherStore::open(&payments_path, config.inference.voucher_fsync)

@@ -1,14 +1,19 @@
-//! The block producer: the only writer of the chain.
+//! The block producer and block import: the two ways a block becomes the tip.
 //!
-//! It builds a block from the mempool whenever the candidate block carries enough verified
-//! work, or once the empty-block interval has passed; stores it in one database transaction;
-//! then swaps the shared chain view and announces the block. A block is stored before anyone
-//! can see it, so a crash never exposes a block that a restart would not find.
+//! The producer builds a block from the mempool whenever the candidate block carries enough
+//! verified work, or once the empty-block interval has passed. Import takes a peer's block
+//! that extends the tip and re-validates it completely (`ChainState::apply_block`). Either
+//! way, under the one writer lock ([`crate::context::NetLink::writer`]), the block is stored
+//! in one database transaction, then the shared chain view is swapped and the block
+//! announced. A block is stored before anyone can see it, so a crash never exposes a block
+//! that a restart would not find.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use doin_core::state::BuildError;
+use doin_core::block::{Block, BlockError, BlockHash};
+use doin_core::state::{BlockReceipt, BuildError, ChainState};
+use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::context::{now_ms, ChainEvent, ChainView, NodeContext};
@@ -40,6 +45,7 @@ pub async fn run(ctx: Arc<NodeContext>, mut shutdown: watch::Receiver<bool>) -> 
 
 /// Tries to produce one block now. Returns Ok whether or not a block was due.
 pub async fn produce_once(ctx: &Arc<NodeContext>) -> anyhow::Result<()> {
+    let _writer = ctx.net.writer.lock().await;
     let view = ctx.view();
     let now = now_ms();
     let pending = ctx.mempool.lock().unwrap_or_else(|e| e.into_inner()).len();
@@ -74,40 +80,110 @@ pub async fn produce_once(ctx: &Arc<NodeContext>) -> anyhow::Result<()> {
     for skipped in &built.skipped {
         tracing::debug!("left out transaction {}: {}", skipped.id, skipped.reason);
     }
-    ctx.store
-        .append_block(&built.block, &built.state, &built.receipt)
-        .await?;
+    commit(ctx, &built.block, built.state, built.receipt, "mined").await?;
+    let mut pool = ctx.mempool.lock().unwrap_or_else(|e| e.into_inner());
+    for s in &built.skipped {
+        // Transactions that can never apply (bad nonce aside) are dropped.
+        if !matches!(s.reason, doin_core::state::ApplyError::Nonce { .. }) {
+            pool.remove(&s.id);
+        }
+    }
+    Ok(())
+}
 
-    let header = built.block.header.clone();
-    let state = Arc::new(built.state);
+/// Stores a block that is valid on top of the current tip, makes it the tip and announces
+/// it. The caller holds the writer lock.
+async fn commit(
+    ctx: &NodeContext,
+    block: &Block,
+    state: ChainState,
+    receipt: BlockReceipt,
+    how: &str,
+) -> anyhow::Result<()> {
+    ctx.store.append_block(block, &state, &receipt).await?;
+    let header = block.header.clone();
+    let state = Arc::new(state);
     {
         let mut pool = ctx.mempool.lock().unwrap_or_else(|e| e.into_inner());
         pool.prune(|a| state.account(a).nonce);
-        for s in &built.skipped {
-            // Transactions that can never apply (bad nonce aside) are dropped.
-            if !matches!(s.reason, doin_core::state::ApplyError::Nonce { .. }) {
-                pool.remove(&s.id);
-            }
-        }
     }
     *ctx.chain.write().unwrap_or_else(|e| e.into_inner()) = ChainView {
         state: Arc::clone(&state),
         tip: header.clone(),
     };
-    log_block(ctx, &header, &built.receipt, built.block.txs.len());
+    log_block(ctx, &header, &receipt, block.txs.len(), how);
     let _ = ctx.events.send(ChainEvent::Block {
         header,
-        receipt: Arc::new(built.receipt),
-        tx_count: built.block.txs.len(),
+        receipt: Arc::new(receipt),
+        tx_count: block.txs.len(),
     });
     Ok(())
+}
+
+/// What became of a peer's block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Imported {
+    /// It extended the tip and is now the tip.
+    Extended,
+    /// This node already has a block at that height (the same one, or a competitor that
+    /// fork choice does not switch to yet).
+    Known,
+}
+
+/// Why a peer's block was not imported.
+#[derive(Debug, Error)]
+pub enum ImportError {
+    /// The block is invalid: its sender is at fault.
+    #[error("invalid block: {0}")]
+    Invalid(#[from] BlockError),
+    /// The block builds on a block this node does not have: sync first.
+    #[error("block {height} builds on {parent}, which this node does not have (tip {tip})")]
+    UnknownParent {
+        height: u64,
+        parent: BlockHash,
+        tip: u64,
+    },
+    #[error("storing the block: {0:#}")]
+    Storage(anyhow::Error),
+}
+
+/// Validates a peer's block against the tip and, if it extends it, makes it the tip.
+pub async fn import_block(ctx: &Arc<NodeContext>, block: Block) -> Result<Imported, ImportError> {
+    let _writer = ctx.net.writer.lock().await;
+    let view = ctx.view();
+    let tip = &view.state;
+    let height = block.header.height;
+    if height <= tip.height {
+        return Ok(Imported::Known);
+    }
+    if height != tip.height + 1 || block.header.parent != tip.tip {
+        return Err(ImportError::UnknownParent {
+            height,
+            parent: block.header.parent,
+            tip: tip.height,
+        });
+    }
+    let check_ctx = Arc::clone(ctx);
+    let state = Arc::clone(&view.state);
+    let (block, applied) = tokio::task::spawn_blocking(move || {
+        let applied = state.apply_block(&check_ctx.params, &block, Some(now_ms()));
+        (block, applied)
+    })
+    .await
+    .map_err(|e| ImportError::Storage(anyhow::anyhow!("validation task: {e}")))?;
+    let (state, receipt) = applied?;
+    commit(ctx, &block, state, receipt, "imported")
+        .await
+        .map_err(ImportError::Storage)?;
+    Ok(Imported::Extended)
 }
 
 fn log_block(
     ctx: &NodeContext,
     header: &doin_core::block::BlockHeader,
-    receipt: &doin_core::state::BlockReceipt,
+    receipt: &BlockReceipt,
     txs: usize,
+    how: &str,
 ) {
     let mine = receipt
         .payouts
@@ -115,7 +191,7 @@ fn log_block(
         .copied()
         .unwrap_or_default();
     tracing::info!(
-        "block {} mined: {} txs, work {}, minted {}, my reward {}, hash {}",
+        "block {} {how}: {} txs, work {}, minted {}, my reward {}, hash {}",
         header.height,
         txs,
         header.work,

@@ -68,6 +68,7 @@ mod metrics;
 mod openapi;
 mod optimae;
 mod paging;
+mod peers;
 mod stats;
 mod status;
 #[cfg(test)]
@@ -145,6 +146,7 @@ pub fn router_with(
         .route("/tx", axum::routing::post(tx::submit))
         .route("/tx/{id}", get(tx::get_tx))
         .route("/account/{id}", get(account::account))
+        .route("/peers", get(peers::peers))
         .route(
             "/inference",
             get(inference::offers)

@@ -23,7 +23,7 @@ use schemars::JsonSchema;
 use serde_json::{json, Map, Value};
 
 use super::{
-    account, chain, chain_info, coin, error, inference, market, optimae, stats, status, tx,
+    account, chain, chain_info, coin, error, inference, market, optimae, peers, stats, status, tx,
 };
 
 /// Produces the schema of one type, adding what it references to the generator.
@@ -290,6 +290,13 @@ pub(super) const ROUTES: &[RouteDoc] = &[
         QueryDoc::Struct(inline::<optimae::ReputationQuery>),
         Content::Json(schema::<optimae::ReputationPage>),
         &[400],
+    ),
+    get(
+        "/peers",
+        "Connected peers with address, gossip score and domains",
+        NO_QUERY,
+        Content::Json(schema::<peers::PeersView>),
+        &[],
     ),
     get(
         "/coin",

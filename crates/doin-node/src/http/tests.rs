@@ -23,7 +23,7 @@ use doin_core::tx::{SignedTx, TxBody, TxKind};
 
 use super::{router, serve, with_layers, MAX_BODY_BYTES};
 use crate::blobs::BlobStore;
-use crate::context::{now_ms, ChainView, DomainRuntime, NodeContext};
+use crate::context::{now_ms, ChainView, DomainRuntime, NetLink, NodeContext};
 use crate::inference::payments::PaymentDesk;
 use crate::inference::voucher_store::VoucherStore;
 use crate::inference::InferenceService;
@@ -129,6 +129,7 @@ async fn test_node(blocks: u64) -> TestNode {
         own_tx: Mutex::new(()),
         node_label: "test-node".into(),
         started_at_ms: now_ms(),
+        net: NetLink::default(),
     });
     for _ in 0..blocks {
         add_block(&ctx, Vec::new()).await;

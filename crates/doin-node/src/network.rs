@@ -1,0 +1,382 @@
+//! The node on the peer-to-peer network: `doin-net`'s swarm wired to the chain.
+//!
+//! - **Gossip in**: a transaction goes through the same checks as `POST /tx`
+//!   ([`NodeContext::submit_from_peer`]); a block is fully re-validated and imported when it
+//!   extends the tip ([`crate::producer::import_block`]). The verdict goes back to gossipsub:
+//!   only accepted messages are forwarded; invalid ones cost their sender peer score.
+//! - **Gossip out**: blocks this node proposes and transactions it accepted from its API and
+//!   roles.
+//! - **Sync**: when a peer connects, or announces a block whose parent this node lacks, the
+//!   node asks for its status and fetches what it is missing (headers in batches of at most
+//!   [`MAX_SYNC_BATCH`], then the blocks, [`BLOCKS_PER_REQUEST`] per request), importing
+//!   every block through the same validation as gossip. One sync runs at a time.
+//! - **Serving**: status, header ranges, blocks by hash and parameter blobs by hash.
+//!
+//! Not yet: competing chains. A block at a height this node already has is ignored, so two
+//! producers on one network would fork; the deterministic proposer schedule and fork choice
+//! with rollback come next (see the networking issue). Run other nodes with
+//! `produce_blocks: false` meanwhile.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use doin_core::config::{NodeConfig, PeerAddr};
+use doin_core::wire::{GossipMessage, SyncRequest, SyncResponse, Topic, MAX_SYNC_BATCH};
+use doin_net::{Acceptance, Multiaddr, NetConfig, NetEvent, NetHandle, PeerId};
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::context::{ChainEvent, NodeContext, SubmitError};
+use crate::producer::{import_block, ImportError, Imported};
+
+/// Blocks asked for in one request (a block is at most 16 MiB; a response at most 65 MiB).
+pub const BLOCKS_PER_REQUEST: usize = 64;
+/// Most bytes of blocks put into one answer (bounded below the codec's response limit).
+const MAX_BLOCKS_ANSWER_BYTES: usize = 48 << 20;
+
+/// Starts the network service when the config asks for one (`p2p.listen` or
+/// `bootstrap_peers`); returns without doing anything otherwise.
+pub async fn start(
+    ctx: Arc<NodeContext>,
+    config: &NodeConfig,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    if config.p2p.listen.is_empty() && config.bootstrap_peers.is_empty() {
+        return Ok(());
+    }
+    let listen = if config.p2p.listen.is_empty() {
+        vec!["/ip4/0.0.0.0/tcp/0".to_string()]
+    } else {
+        config.p2p.listen.clone()
+    };
+    let listen = listen
+        .iter()
+        .map(|a| {
+            a.parse::<Multiaddr>()
+                .with_context(|| format!("p2p.listen: {a:?} is not a multiaddr"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let bootstrap = config
+        .bootstrap_peers
+        .iter()
+        .map(bootstrap_addr)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let net_config = NetConfig {
+        chain_id: ctx.params.chain_id.clone(),
+        listen,
+        bootstrap,
+        mdns: config.p2p.mdns,
+        max_peers: config.p2p.max_peers as usize,
+        heartbeat: Duration::from_secs_f64(config.gossip_heartbeat_interval.clamp(0.05, 60.0)),
+        request_timeout: Duration::from_secs(30),
+    };
+    let addr_file = config.data_dir.join("p2p.addr");
+    let _ = std::fs::remove_file(&addr_file);
+    let (handle, events) = doin_net::start(&ctx.key, net_config)?;
+    let _ = ctx.net.handle.set(handle.clone());
+    handle.subscribe(&Topic::Blocks).await?;
+    handle.subscribe(&Topic::Txs).await?;
+    for d in &config.domains {
+        handle
+            .subscribe(&Topic::Domain(d.domain_id.clone()))
+            .await?;
+    }
+    tracing::info!("network: peer id {}", handle.local_peer_id());
+    let service = Arc::new(Service {
+        ctx,
+        handle,
+        syncing: AtomicBool::new(false),
+        addr_file,
+    });
+    tokio::spawn(Arc::clone(&service).inbound(events, stop.clone()));
+    tokio::spawn(Arc::clone(&service).outbound(stop));
+    Ok(())
+}
+
+/// A bootstrap peer as a multiaddr: `host:port` becomes `/ip4|ip6|dns/host/tcp/port`.
+fn bootstrap_addr(peer: &PeerAddr) -> anyhow::Result<Multiaddr> {
+    let text = match peer {
+        PeerAddr::Multiaddr(m) => m.clone(),
+        PeerAddr::HostPort { host, port } => {
+            let proto = match host.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(_)) => "ip4",
+                Ok(std::net::IpAddr::V6(_)) => "ip6",
+                Err(_) => "dns",
+            };
+            format!("/{proto}/{}/tcp/{port}", host.trim_matches(['[', ']']))
+        }
+    };
+    text.parse()
+        .with_context(|| format!("bootstrap_peers: {text:?} is not a usable address"))
+}
+
+struct Service {
+    ctx: Arc<NodeContext>,
+    handle: NetHandle,
+    syncing: AtomicBool,
+    addr_file: std::path::PathBuf,
+}
+
+impl Service {
+    async fn inbound(
+        self: Arc<Self>,
+        mut events: mpsc::Receiver<NetEvent>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            let event = tokio::select! {
+                event = events.recv() => match event {
+                    Some(e) => e,
+                    None => return,
+                },
+                _ = stop.changed() => return,
+            };
+            match event {
+                NetEvent::Listening(addr) => self.listening(addr),
+                NetEvent::PeerConnected(peer) => {
+                    tracing::info!("network: connected to {peer}");
+                    self.spawn_sync(peer);
+                }
+                NetEvent::PeerDisconnected(peer) => {
+                    tracing::info!("network: disconnected from {peer}");
+                }
+                NetEvent::Gossip {
+                    source,
+                    id,
+                    message,
+                    ..
+                } => {
+                    let service = Arc::clone(&self);
+                    tokio::spawn(async move {
+                        let verdict = service.on_gossip(source, message).await;
+                        let _ = service.handle.validate(id, source, verdict).await;
+                    });
+                }
+                NetEvent::Request { request, reply, .. } => {
+                    let service = Arc::clone(&self);
+                    tokio::spawn(async move {
+                        let response = service.answer(request).await;
+                        let _ = service.handle.respond(reply, response).await;
+                    });
+                }
+            }
+        }
+    }
+
+    /// Publishes the first listen address, with the peer id, for operators and tests.
+    fn listening(&self, addr: Multiaddr) {
+        let full = addr.with(libp2p_p2p(self.handle.local_peer_id()));
+        tracing::info!("network: listening on {full}");
+        // The first address is the one to publish (removed at start, so never stale).
+        if !self.addr_file.exists() {
+            if let Err(e) = std::fs::write(&self.addr_file, format!("{full}\n")) {
+                tracing::warn!("network: writing {}: {e}", self.addr_file.display());
+            }
+        }
+    }
+
+    async fn on_gossip(self: &Arc<Self>, source: PeerId, message: GossipMessage) -> Acceptance {
+        match message {
+            GossipMessage::Tx(tx) => {
+                let ctx = Arc::clone(&self.ctx);
+                let submitted =
+                    tokio::task::spawn_blocking(move || ctx.submit_from_peer(*tx)).await;
+                match submitted {
+                    Ok(Ok(_)) => Acceptance::Accept,
+                    // Forged, malformed, for another chain: the sender is at fault.
+                    Ok(Err(SubmitError::Invalid(_))) => Acceptance::Reject,
+                    // Valid but not now (nonce, balance, duplicate, full pool): no blame.
+                    Ok(Err(_)) | Err(_) => Acceptance::Ignore,
+                }
+            }
+            GossipMessage::Block(block) => match import_block(&self.ctx, *block).await {
+                Ok(Imported::Extended) => Acceptance::Accept,
+                Ok(Imported::Known) => Acceptance::Ignore,
+                Err(ImportError::UnknownParent { .. }) => {
+                    self.spawn_sync(source);
+                    Acceptance::Ignore
+                }
+                Err(ImportError::Invalid(e)) => {
+                    tracing::warn!("network: invalid block from {source}: {e}");
+                    Acceptance::Reject
+                }
+                Err(e @ ImportError::Storage(_)) => {
+                    tracing::error!("network: {e}");
+                    Acceptance::Ignore
+                }
+            },
+        }
+    }
+
+    fn spawn_sync(self: &Arc<Self>, peer: PeerId) {
+        if self.syncing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let service = Arc::clone(self);
+        tokio::spawn(async move {
+            match service.sync_from(peer).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("network: synced {n} blocks from {peer}"),
+                Err(e) => tracing::warn!("network: sync from {peer} stopped: {e:#}"),
+            }
+            service.syncing.store(false, Ordering::Release);
+        });
+    }
+
+    /// Fetches and imports what `peer` has beyond this node's tip; returns the blocks
+    /// imported.
+    async fn sync_from(&self, peer: PeerId) -> anyhow::Result<u64> {
+        let mut imported = 0;
+        loop {
+            let SyncResponse::Status { height, .. } =
+                self.handle.request(peer, SyncRequest::Status).await?
+            else {
+                anyhow::bail!("unexpected answer to a status request");
+            };
+            let mine = self.ctx.view();
+            if height <= mine.state.height {
+                return Ok(imported);
+            }
+            let count = u32::try_from((height - mine.state.height).min(u64::from(MAX_SYNC_BATCH)))
+                .unwrap_or(MAX_SYNC_BATCH);
+            let from = mine.state.height + 1;
+            let SyncResponse::Headers(headers) = self
+                .handle
+                .request(peer, SyncRequest::Headers { from, count })
+                .await?
+            else {
+                anyhow::bail!("unexpected answer to a headers request");
+            };
+            anyhow::ensure!(!headers.is_empty(), "the peer sent no headers from {from}");
+            anyhow::ensure!(
+                headers.len() <= count as usize,
+                "the peer sent {} headers for {count} asked",
+                headers.len()
+            );
+            // The headers must chain from this node's tip; the blocks are validated in full
+            // on import.
+            let mut parent = mine.state.tip;
+            for (i, h) in headers.iter().enumerate() {
+                anyhow::ensure!(
+                    h.height == from + i as u64 && h.parent == parent,
+                    "the peer's chain diverges from this node's at height {}",
+                    from + i as u64
+                );
+                parent = h.hash();
+            }
+            let hashes: Vec<_> = headers.iter().map(|h| h.hash()).collect();
+            for chunk in hashes.chunks(BLOCKS_PER_REQUEST) {
+                let SyncResponse::Blocks(blocks) = self
+                    .handle
+                    .request(
+                        peer,
+                        SyncRequest::Blocks {
+                            hashes: chunk.to_vec(),
+                        },
+                    )
+                    .await?
+                else {
+                    anyhow::bail!("unexpected answer to a blocks request");
+                };
+                anyhow::ensure!(!blocks.is_empty(), "the peer sent no blocks");
+                for (block, want) in blocks.into_iter().zip(chunk) {
+                    anyhow::ensure!(&block.hash() == want, "the peer sent a block not asked for");
+                    match import_block(&self.ctx, block).await {
+                        Ok(Imported::Extended) => imported += 1,
+                        Ok(Imported::Known) => {}
+                        Err(e) => return Err(e).context("importing a synced block"),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn answer(&self, request: SyncRequest) -> SyncResponse {
+        let store = &self.ctx.store;
+        let result: anyhow::Result<SyncResponse> = async {
+            Ok(match request {
+                SyncRequest::Status => {
+                    let view = self.ctx.view();
+                    SyncResponse::Status {
+                        height: view.state.height,
+                        tip: view.state.tip,
+                        cumulative_work: view.state.cumulative_work,
+                    }
+                }
+                SyncRequest::Headers { from, count } => {
+                    let count = u64::from(count.min(MAX_SYNC_BATCH));
+                    let to = from.saturating_add(count.saturating_sub(1));
+                    let blocks = store.blocks(from, to).await?;
+                    SyncResponse::Headers(blocks.into_iter().map(|b| b.header).collect())
+                }
+                SyncRequest::Blocks { hashes } => {
+                    let mut blocks = Vec::new();
+                    let mut bytes = 0;
+                    for hash in hashes.iter().take(MAX_SYNC_BATCH as usize) {
+                        let Some(block) = store.block_by_hash(hash).await? else {
+                            break;
+                        };
+                        bytes += block.to_wire().len();
+                        if bytes > MAX_BLOCKS_ANSWER_BYTES && !blocks.is_empty() {
+                            break;
+                        }
+                        blocks.push(block);
+                    }
+                    SyncResponse::Blocks(blocks)
+                }
+                SyncRequest::Params { hash } => SyncResponse::Params(self.ctx.blobs.get(&hash)?),
+            })
+        }
+        .await;
+        result.unwrap_or_else(|e| {
+            tracing::warn!("network: answering a request: {e:#}");
+            SyncResponse::Error("internal error".into())
+        })
+    }
+
+    async fn outbound(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut blocks = self.ctx.events.subscribe();
+        let mut txs = self.ctx.net.outbound_txs.subscribe();
+        let me = self.ctx.account();
+        loop {
+            tokio::select! {
+                event = blocks.recv() => match event {
+                    Ok(ChainEvent::Block { header, .. }) if header.proposer == me => {
+                        match self.ctx.store.block_by_height(header.height).await {
+                            Ok(Some(block)) => {
+                                let message = GossipMessage::Block(Box::new(block));
+                                if let Err(e) = self.handle.publish(&Topic::Blocks, &message).await {
+                                    tracing::warn!("network: announcing block {}: {e}", header.height);
+                                }
+                            }
+                            Ok(None) => {}
+                            Err(e) => tracing::warn!("network: reading block {}: {e}", header.height),
+                        }
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                tx = txs.recv() => match tx {
+                    Ok(tx) => {
+                        let state = self.ctx.view().state;
+                        let topic = Topic::for_tx(&tx, |c| state.optimae.get(c).map(|p| p.domain.clone()));
+                        let message = GossipMessage::Tx(Box::new(tx));
+                        if let Err(e) = self.handle.publish(&topic, &message).await {
+                            tracing::debug!("network: announcing a transaction: {e}");
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!("network: {n} transactions were not announced (queue full)");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+fn libp2p_p2p(peer: PeerId) -> doin_net::Protocol<'static> {
+    doin_net::Protocol::P2p(peer)
+}

@@ -1,0 +1,148 @@
+//! Two real `doin-node` processes on loopback: a late joiner finds the producer from one
+//! bootstrap address, syncs its 1,200-block chain over request-response (validating every
+//! block), then follows new blocks by gossip; `GET /peers` shows the link.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::Node;
+use doin_core::amount::Amount;
+use doin_core::identity::Keypair;
+use doin_core::params::ChainParams;
+use doin_core::state::ChainState;
+use doin_node::storage::Store;
+use serde_json::{json, Value};
+
+const BLOCKS: u64 = 1_200;
+const SPACING_MS: u64 = 1_000;
+
+/// Writes a chain of `BLOCKS` empty blocks, spaced in the past, into `data` (the producer's
+/// data directory, with its key) and the chain parameters to `genesis`.
+async fn write_chain(data: &Path, genesis: &Path) {
+    std::fs::create_dir_all(data).unwrap();
+    let key = Keypair::load_or_generate(&data.join("identity.key")).unwrap();
+    let now = doin_node::context::now_ms();
+    let mut params = ChainParams::dev("doin-net-test");
+    params.genesis_time_ms = now - (BLOCKS + 5) * SPACING_MS;
+    params.target_block_time_ms = SPACING_MS / 2;
+    params.max_block_interval_ms = SPACING_MS;
+    params.genesis_allocations = vec![(key.account(), Amount::from_doin(1_000))];
+    params.validate().unwrap();
+    std::fs::write(genesis, serde_json::to_vec_pretty(&params).unwrap()).unwrap();
+    let store = Store::open(&data.join("chain.db"), 100).await.unwrap();
+    let (block, mut state) = ChainState::genesis(&params);
+    store.init(&params, &block, &state).await.unwrap();
+    for _ in 0..BLOCKS {
+        let ts = state.empty_block_allowed_from(&params);
+        let built = state.build_block(&params, &key, ts, Vec::new()).unwrap();
+        store
+            .append_block(&built.block, &built.state, &built.receipt)
+            .await
+            .unwrap();
+        state = built.state;
+    }
+    store.close().await;
+}
+
+fn write_config(dir: &Path, genesis: &Path, extra: Value) -> PathBuf {
+    let mut config = json!({
+        "host": "127.0.0.1",
+        "port": 0,
+        "data_dir": dir.join("data"),
+        "chain": {"genesis_file": genesis},
+        "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "mdns": false},
+    });
+    config
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("config.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    path
+}
+
+fn get(node: &Node, path: &str) -> Value {
+    ureq::get(&format!("http://127.0.0.1:{}{path}", node.port))
+        .timeout(Duration::from_secs(5))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap()
+}
+
+fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_late_joiner_syncs_a_long_chain_and_follows_by_gossip() {
+    let root = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (root.path().join("a"), root.path().join("b"));
+    let genesis = root.path().join("genesis.json");
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(write_chain(&a_dir.join("data"), &genesis));
+
+    let producer = Node::start(&write_config(&a_dir, &genesis, json!({})));
+    let addr_file = a_dir.join("data").join("p2p.addr");
+    wait_for(
+        "the producer's p2p address",
+        Duration::from_secs(30),
+        || addr_file.exists(),
+    );
+    let producer_addr = std::fs::read_to_string(&addr_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let producer_height = get(&producer, "/status")["chain_height"].as_u64().unwrap();
+    assert!(producer_height >= BLOCKS);
+
+    let started = Instant::now();
+    let joiner = Node::start(&write_config(
+        &b_dir,
+        &genesis,
+        json!({"produce_blocks": false, "bootstrap_peers": [producer_addr]}),
+    ));
+    wait_for("the joiner to sync", Duration::from_secs(120), || {
+        get(&joiner, "/status")["chain_height"].as_u64().unwrap() >= producer_height
+    });
+    eprintln!(
+        "synced {producer_height} blocks in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let at = |node: &Node, h: u64| get(node, &format!("/chain/block/{h}"))["hash"].clone();
+    assert_eq!(at(&joiner, BLOCKS), at(&producer, BLOCKS), "one chain");
+
+    // New blocks reach the joiner by gossip (the producer makes one a second).
+    let target = get(&producer, "/status")["chain_height"].as_u64().unwrap() + 3;
+    wait_for(
+        "the joiner to follow new blocks",
+        Duration::from_secs(60),
+        || get(&joiner, "/status")["chain_height"].as_u64().unwrap() >= target,
+    );
+    assert_eq!(at(&joiner, target), at(&producer, target));
+
+    let peers = get(&joiner, "/peers");
+    assert_eq!(peers["networked"], true);
+    let producer_id = producer_addr.rsplit('/').next().unwrap();
+    assert!(
+        peers["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["peer_id"] == producer_id),
+        "{peers}"
+    );
+    let log = joiner.stop();
+    assert!(log.contains("imported"), "{log}");
+    producer.stop();
+}
