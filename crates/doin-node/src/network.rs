@@ -380,3 +380,54 @@ impl Service {
 fn libp2p_p2p(peer: PeerId) -> doin_net::Protocol<'static> {
     doin_net::Protocol::P2p(peer)
 }
+
+/// Makes sure the blob store holds the parameter blob `hash`: if it does not, asks the
+/// connected peers one after another (by request-response; model weights never travel by
+/// gossip) and keeps the first answer that hashes to `hash` within `max_bytes`. Returns
+/// whether the blob is there now. Without networking, only the local store counts.
+pub async fn ensure_params(
+    ctx: &NodeContext,
+    hash: &doin_core::hash::Hash32,
+    max_bytes: u64,
+) -> bool {
+    if ctx.blobs.contains(hash) {
+        return true;
+    }
+    let Some(handle) = ctx.net.handle.get() else {
+        return false;
+    };
+    let Ok(peers) = handle.peers().await else {
+        return false;
+    };
+    for peer in peers {
+        match handle
+            .request(peer.peer_id, SyncRequest::Params { hash: *hash })
+            .await
+        {
+            Ok(SyncResponse::Params(Some(bytes))) => {
+                if doin_core::plugin::params_hash(&bytes) != *hash {
+                    tracing::warn!(
+                        "network: {} sent parameters that do not match {hash}",
+                        peer.peer_id
+                    );
+                    continue;
+                }
+                match ctx.blobs.put(&bytes, max_bytes) {
+                    Ok(_) => {
+                        tracing::info!(
+                            "network: fetched parameters {} ({} bytes) from {}",
+                            &hash.to_hex()[..12],
+                            bytes.len(),
+                            peer.peer_id
+                        );
+                        return true;
+                    }
+                    Err(e) => tracing::warn!("network: storing parameters {hash}: {e}"),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!("network: asking {} for parameters: {e}", peer.peer_id),
+        }
+    }
+    false
+}

@@ -146,3 +146,89 @@ fn a_late_joiner_syncs_a_long_chain_and_follows_by_gossip() {
     assert!(log.contains("imported"), "{log}");
     producer.stop();
 }
+
+/// Runs `doin-node wallet` against `node`; returns stdout, failing the test on an error.
+fn wallet(node: &Node, key: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(common::BIN)
+        .arg("wallet")
+        .args(["--node", &format!("http://127.0.0.1:{}", node.port)])
+        .arg("--key")
+        .arg(key)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "wallet {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn another_nodes_optimae_is_verified_by_the_networks_evaluator() {
+    let root = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (root.path().join("a"), root.path().join("b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    // The producer evaluates but does not optimize; the other node optimizes only.
+    let producer = Node::start(&common::write_solo_config(
+        &a_dir,
+        json!({
+            "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "mdns": false},
+            "domains": [{
+                "domain_id": "quadratic", "optimize": false, "evaluate": true,
+                "optimization_plugin": "quadratic", "target_performance": -5.0,
+                "optimization_config": {"n_params": 4, "step_size": 0.5}
+            }]
+        }),
+    ));
+    let addr_file = a_dir.join("data").join("p2p.addr");
+    wait_for(
+        "the producer's p2p address",
+        Duration::from_secs(30),
+        || addr_file.exists(),
+    );
+    let genesis = root.path().join("genesis.json");
+    std::fs::write(&genesis, get(&producer, "/chain/params").to_string()).unwrap();
+    let addr = std::fs::read_to_string(&addr_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let optimizer = Node::start(&write_config(
+        &b_dir,
+        &genesis,
+        json!({
+            "produce_blocks": false,
+            "bootstrap_peers": [addr],
+            "domains": [{
+                "domain_id": "quadratic", "optimize": true, "evaluate": false,
+                "optimization_plugin": "quadratic", "target_performance": -5.0,
+                "optimization_config": {"n_params": 4, "step_size": 0.5}
+            }]
+        }),
+    ));
+    // Fund the optimizer's stake from the producer's genesis coins.
+    let b_account = get(&optimizer, "/status")["account"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a_key = a_dir.join("data").join("identity.key");
+    wallet(
+        &producer,
+        &a_key,
+        &["transfer", "--to", &b_account, "--amount", "100"],
+    );
+    // The optimizer's commit and reveal travel by gossip, the producer's evaluator fetches
+    // the parameters from it by request-response, votes, and the verdict crowns it.
+    wait_for(
+        "an optimae of the other node accepted",
+        Duration::from_secs(120),
+        || {
+            let domains = get(&producer, "/domains");
+            domains["domains"][0]["champion"]["optimizer"] == b_account.as_str()
+        },
+    );
+    let log = producer.stop();
+    assert!(log.contains("fetched parameters"), "{log}");
+    optimizer.stop();
+}

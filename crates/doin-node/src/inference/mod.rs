@@ -413,7 +413,16 @@ impl InferenceService {
             }
             let service = Arc::clone(self);
             let id = id.clone();
-            tokio::task::spawn_blocking(move || service.load(&id, champion));
+            let max_bytes = self
+                .ctx
+                .params
+                .domain(&id)
+                .map_or(0, |d| d.limits.max_params_bytes);
+            tokio::spawn(async move {
+                // A champion from another node: fetch its parameters from the peers first.
+                crate::network::ensure_params(&service.ctx, &champion.params_hash, max_bytes).await;
+                let _ = tokio::task::spawn_blocking(move || service.load(&id, champion)).await;
+            });
         }
     }
 

@@ -74,7 +74,13 @@ fn vote_where_drawn(
             reveal.params_hash,
             pending.domain.clone(),
         );
+        let max_bytes = ctx
+            .params
+            .domain(&domain)
+            .map_or(0, |d| d.limits.max_params_bytes);
         tokio::spawn(async move {
+            // Another node's reveal: its parameters come from the peers that have them.
+            crate::network::ensure_params(&ctx, &params_hash, max_bytes).await;
             let blobs = ctx.blobs.clone();
             let measured = tokio::task::spawn_blocking(move || {
                 let params = blobs

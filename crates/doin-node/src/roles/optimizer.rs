@@ -131,12 +131,24 @@ async fn pipeline(
     let Some(domain_params) = ctx.params.domain(&domain).cloned() else {
         return;
     };
+    let mut blocks = ctx.events.subscribe();
+    // A candidate whose commit was refused (no coins for the stake yet, a full mempool): it
+    // is tried again at each block until it commits or a better one replaces it. The engine
+    // may already have stopped on it (it reached the target), so dropping it would lose it.
+    let mut retry: Option<Proposal> = None;
     loop {
-        tokio::select! {
-            changed = best.changed() => if changed.is_err() { return },
+        let proposal = tokio::select! {
+            changed = best.changed() => {
+                if changed.is_err() { return }
+                best.borrow_and_update().clone()
+            }
+            block = blocks.recv(), if retry.is_some() => match block {
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => retry.take(),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
             _ = shutdown.changed() => return,
-        }
-        let Some(proposal) = best.borrow_and_update().clone() else {
+        };
+        let Some(proposal) = proposal else {
             continue;
         };
         let champion = champion_performance(&ctx, &domain);
@@ -144,10 +156,22 @@ async fn pipeline(
             continue; // someone else's champion got there first
         }
         if let Err(err) = submit_optimae(&ctx, &domain, &proposal, &domain_params).await {
-            tracing::warn!("{domain}: {err}");
+            if err.downcast_ref::<NotCommitted>().is_some() {
+                if retry.is_none() {
+                    tracing::warn!("{domain}: {err}; retrying at the next block");
+                }
+                retry = Some(proposal);
+            } else {
+                tracing::warn!("{domain}: {err:#}");
+            }
         }
     }
 }
+
+/// The commit itself was refused: nothing was spent, the candidate can be tried again.
+#[derive(Debug, thiserror::Error)]
+#[error("commit refused: {0}")]
+struct NotCommitted(crate::context::SubmitError);
 
 /// Commit, reveal and follow one candidate to its verdict.
 async fn submit_optimae(
@@ -170,7 +194,8 @@ async fn submit_optimae(
         domain: domain.clone(),
         commitment,
         stake: domain_params.min_stake,
-    })?;
+    })
+    .map_err(NotCommitted)?;
     tracing::info!(
         "{domain}: committed {} (claim {claim:.4})",
         short(&commitment)
