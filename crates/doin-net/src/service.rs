@@ -280,6 +280,14 @@ fn content_id(message: &gossipsub::Message) -> MessageId {
 
 fn topic_params() -> gossipsub::TopicScoreParams {
     gossipsub::TopicScoreParams {
+        // Good behaviour earns a little (at most 1 for staying in the mesh, 5 for first
+        // deliveries, per topic before its weight): the defaults (a 1 ms quantum, a cap of
+        // 3,600) let a peer bank thousands of points and then misbehave for minutes.
+        time_in_mesh_weight: 0.1,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 10.0,
+        first_message_deliveries_weight: 0.5,
+        first_message_deliveries_cap: 10.0,
         // Blocks and optimae messages are rare: not delivering "enough" of them is no fault.
         mesh_message_deliveries_weight: 0.0,
         mesh_failure_penalty_weight: 0.0,
