@@ -22,12 +22,7 @@ use doin_net::{Multiaddr, NetConfig, NetEvent};
 use serde_json::{json, Value};
 
 fn get(node: &Node, path: &str) -> Value {
-    ureq::get(&format!("http://127.0.0.1:{}{path}", node.port))
-        .timeout(Duration::from_secs(5))
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap()
+    common::get_json(node.port, path)
 }
 
 /// A transfer "from" `victim` signed by `forger`: its signature cannot verify.

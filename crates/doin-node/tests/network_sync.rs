@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::Node;
+use common::{wait_for, Node};
 use doin_core::amount::Amount;
 use doin_core::identity::Keypair;
 use doin_core::params::ChainParams;
@@ -67,20 +67,7 @@ fn write_config(dir: &Path, genesis: &Path, extra: Value) -> PathBuf {
 }
 
 fn get(node: &Node, path: &str) -> Value {
-    ureq::get(&format!("http://127.0.0.1:{}{path}", node.port))
-        .timeout(Duration::from_secs(5))
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap()
-}
-
-fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ready() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::get_json(node.port, path)
 }
 
 #[test]
@@ -147,24 +134,6 @@ fn a_late_joiner_syncs_a_long_chain_and_follows_by_gossip() {
     producer.stop();
 }
 
-/// Runs `doin-node wallet` against `node`; returns stdout, failing the test on an error.
-fn wallet(node: &Node, key: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(common::BIN)
-        .arg("wallet")
-        .args(["--node", &format!("http://127.0.0.1:{}", node.port)])
-        .arg("--key")
-        .arg(key)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "wallet {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
 #[test]
 fn another_nodes_optimae_is_verified_by_the_networks_evaluator() {
     let root = tempfile::tempdir().unwrap();
@@ -213,8 +182,8 @@ fn another_nodes_optimae_is_verified_by_the_networks_evaluator() {
         .unwrap()
         .to_string();
     let a_key = a_dir.join("data").join("identity.key");
-    wallet(
-        &producer,
+    common::wallet(
+        producer.port,
         &a_key,
         &["transfer", "--to", &b_account, "--amount", "100"],
     );

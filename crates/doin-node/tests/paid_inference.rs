@@ -7,11 +7,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{write_solo_config, Node, BIN};
+use common::{get_json as get, wait_for, wallet, write_solo_config, Node, BIN};
 use doin_client::{ChannelBook, ClientError, NodeClient, Wallet};
 use doin_core::amount::Amount;
 use doin_core::fee::{charge, FeeBid};
@@ -21,41 +20,6 @@ use doin_core::params::DomainId;
 use serde_json::{json, Value};
 
 const QUERIES: u64 = 100;
-
-/// Runs `doin-node wallet …`; returns stdout, failing the test on a non-zero exit.
-fn wallet(port: u16, key: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .arg("wallet")
-        .args(["--node", &format!("http://127.0.0.1:{port}")])
-        .arg("--key")
-        .arg(key)
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "wallet {args:?} failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn get(port: u16, path: &str) -> Value {
-    ureq::get(&format!("http://127.0.0.1:{port}{path}"))
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap()
-}
-
-fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ready() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// (height, balance) of an account, read in one view.
 fn balance_at(port: u16, account: &AccountId) -> (u64, Amount) {

@@ -187,20 +187,13 @@ async fn add_block_with_receipt(
 }
 
 fn transfer(nonce: u64, amount: u64) -> SignedTx {
-    TxBody {
-        chain_id: CHAIN.into(),
-        sender: alice().account(),
+    alice_tx(
         nonce,
-        fee: FeeBid {
-            max_fee: Amount(10_000),
-            tip: Amount(100),
-        },
-        kind: TxKind::Transfer {
+        TxKind::Transfer {
             to: bob(),
             amount: Amount(amount),
         },
-    }
-    .sign(&alice())
+    )
 }
 
 struct Reply {

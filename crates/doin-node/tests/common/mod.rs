@@ -145,3 +145,41 @@ impl Drop for Node {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `doin-node wallet …`; returns stdout, failing the test on a non-zero exit.
+pub fn wallet(port: u16, key: &Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg("wallet")
+        .args(["--node", &format!("http://127.0.0.1:{port}")])
+        .arg("--key")
+        .arg(key)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "wallet {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// `GET path` on the node at `port`, as JSON (a failure fails the test).
+pub fn get_json(port: u16, path: &str) -> serde_json::Value {
+    ureq::get(&format!("http://127.0.0.1:{port}{path}"))
+        .timeout(Duration::from_secs(5))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap()
+}
+
+/// Polls `ready` every 100 ms until it holds; fails the test after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
