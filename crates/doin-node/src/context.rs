@@ -98,6 +98,8 @@ pub struct NetLink {
     pub outbound_txs: broadcast::Sender<SignedTx>,
     /// The network service, once started (absent on a node without `p2p.listen`).
     pub handle: std::sync::OnceLock<doin_net::NetHandle>,
+    /// Connected peers, kept by the network service (read by `/status` and the metrics).
+    pub peers: std::sync::atomic::AtomicUsize,
 }
 
 impl Default for NetLink {
@@ -106,6 +108,7 @@ impl Default for NetLink {
             writer: tokio::sync::Mutex::new(()),
             outbound_txs: broadcast::channel(1024).0,
             handle: std::sync::OnceLock::new(),
+            peers: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 }

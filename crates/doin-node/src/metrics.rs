@@ -22,9 +22,9 @@
 //! parameters) or `(unknown)` for a query naming a domain this node does not serve (domain
 //! ids cannot contain parentheses, so it never collides); every other label is a fixed set.
 //!
-//! Left out on purpose, until they have a real source: reorg count and depth, peers and
-//! gossip messages. The node has no networking yet (a single node never reorganizes and has
-//! no peers); the networking work adds them, with libp2p's own metrics, to this registry.
+//! Left out on purpose, until they have a real source: reorg count and depth (the node does
+//! not switch between competing chains yet), and libp2p's own metrics (libp2p-metrics for
+//! libp2p 0.56 is built on an older prometheus-client than this registry).
 //! Reporting zeros for them would look like a feature that works.
 //!
 //! Two text formats, chosen by the scraper's `Accept` header ([`Format::negotiate`]):
@@ -129,6 +129,14 @@ struct DomainLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GossipLabels {
+    /// `blocks`, `txs` or `domain` (the per-domain topics together: bounded cardinality).
+    topic: &'static str,
+    /// `accepted`, `rejected` or `ignored`.
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerdictLabels {
     domain: String,
     /// `accepted`, `rejected`, `no_quorum` or `expired` (never revealed in time).
@@ -176,6 +184,8 @@ pub struct Metrics {
     received: Family<DomainLabels, Counter>,
     start_time: FloatGauge,
     uptime: FloatGauge,
+    peers: Gauge,
+    gossip: Family<GossipLabels, Counter>,
     /// Serializes [`Metrics::refresh`]: it turns the domains' round totals into counter
     /// increments, which two concurrent refreshes would count twice.
     refresh_lock: Mutex<()>,
@@ -213,6 +223,8 @@ impl Metrics {
             received: Family::default(),
             start_time: FloatGauge::default(),
             uptime: FloatGauge::default(),
+            peers: Gauge::default(),
+            gossip: Family::default(),
             refresh_lock: Mutex::new(()),
         };
         let r = &mut m.registry;
@@ -237,6 +249,16 @@ impl Metrics {
             "chain_height",
             "Height of the chain tip",
             m.chain_height.clone(),
+        );
+        r.register(
+            "peers",
+            "Peers connected over the peer-to-peer network",
+            m.peers.clone(),
+        );
+        r.register(
+            "gossip_messages",
+            "Gossiped messages received, by topic kind and the node's verdict",
+            m.gossip.clone(),
         );
         r.register(
             "chain_finalized_height",
@@ -339,6 +361,14 @@ impl Metrics {
 
     /// The registry, to register more metrics (libp2p's, through `libp2p-metrics`) before
     /// the `Metrics` is shared.
+    /// Counts one gossiped message: `topic` is `blocks`, `txs` or `domain`; `result` is
+    /// `accepted`, `rejected` or `ignored`.
+    pub fn record_gossip(&self, topic: &'static str, result: &'static str) {
+        self.gossip
+            .get_or_create(&GossipLabels { topic, result })
+            .inc();
+    }
+
     pub fn registry_mut(&mut self) -> &mut Registry {
         &mut self.registry
     }
@@ -365,6 +395,8 @@ impl Metrics {
             ctx.params.finality_depth,
         )));
         self.base_fee.set(to_i64(state.base_fee.0));
+        self.peers
+            .set(i64::try_from(ctx.net.peers.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
         self.difficulty.set(to_i64(state.difficulty.threshold));
         let pending = ctx.mempool.lock().unwrap_or_else(|e| e.into_inner()).len();
         self.mempool.set(i64::try_from(pending).unwrap_or(i64::MAX));

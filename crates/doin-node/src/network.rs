@@ -40,6 +40,7 @@ const MAX_BLOCKS_ANSWER_BYTES: usize = 48 << 20;
 pub async fn start(
     ctx: Arc<NodeContext>,
     config: &NodeConfig,
+    metrics: Arc<crate::metrics::Metrics>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     if config.p2p.listen.is_empty() && config.bootstrap_peers.is_empty() {
@@ -85,6 +86,7 @@ pub async fn start(
     tracing::info!("network: peer id {}", handle.local_peer_id());
     let service = Arc::new(Service {
         ctx,
+        metrics,
         handle,
         syncing: AtomicBool::new(false),
         addr_file,
@@ -113,6 +115,7 @@ fn bootstrap_addr(peer: &PeerAddr) -> anyhow::Result<Multiaddr> {
 
 struct Service {
     ctx: Arc<NodeContext>,
+    metrics: Arc<crate::metrics::Metrics>,
     handle: NetHandle,
     syncing: AtomicBool,
     addr_file: std::path::PathBuf,
@@ -135,21 +138,40 @@ impl Service {
             match event {
                 NetEvent::Listening(addr) => self.listening(addr),
                 NetEvent::PeerConnected(peer) => {
+                    self.ctx.net.peers.fetch_add(1, Ordering::Relaxed);
                     tracing::info!("network: connected to {peer}");
                     self.spawn_sync(peer);
                 }
                 NetEvent::PeerDisconnected(peer) => {
+                    let _ = self.ctx.net.peers.fetch_update(
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                        |n| n.checked_sub(1),
+                    );
                     tracing::info!("network: disconnected from {peer}");
                 }
                 NetEvent::Gossip {
                     source,
                     id,
                     message,
-                    ..
+                    topic,
                 } => {
                     let service = Arc::clone(&self);
                     tokio::spawn(async move {
                         let verdict = service.on_gossip(source, message).await;
+                        let kind = if topic.contains("/blocks/") {
+                            "blocks"
+                        } else if topic.contains("/txs/") {
+                            "txs"
+                        } else {
+                            "domain"
+                        };
+                        let result = match verdict {
+                            Acceptance::Accept => "accepted",
+                            Acceptance::Reject => "rejected",
+                            Acceptance::Ignore => "ignored",
+                        };
+                        service.metrics.record_gossip(kind, result);
                         let _ = service.handle.validate(id, source, verdict).await;
                     });
                 }

@@ -261,7 +261,13 @@ pub async fn run(settings: Settings, registry: PluginRegistry) -> anyhow::Result
             Ok(())
         })
     };
-    crate::network::start(Arc::clone(&ctx), config, stop_rx.clone()).await?;
+    crate::network::start(
+        Arc::clone(&ctx),
+        config,
+        Arc::clone(&metrics),
+        stop_rx.clone(),
+    )
+    .await?;
 
     let payments_path = config.data_dir.join("payments.db");
     let (vouchers, held) = VoucherStore::open(&payments_path, config.inference.voucher_fsync)

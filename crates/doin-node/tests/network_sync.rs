@@ -129,6 +129,20 @@ fn a_late_joiner_syncs_a_long_chain_and_follows_by_gossip() {
             .any(|p| p["peer_id"] == producer_id),
         "{peers}"
     );
+    assert_eq!(get(&joiner, "/status")["peers"], 1);
+    let metrics = ureq::get(&format!("http://127.0.0.1:{}/metrics", joiner.port))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(metrics.contains("doin_peers 1"), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l
+                .starts_with("doin_gossip_messages_total{topic=\"blocks\",result=\"accepted\"}")),
+        "{metrics}"
+    );
     let log = joiner.stop();
     assert!(log.contains("imported"), "{log}");
     producer.stop();

@@ -20,9 +20,6 @@ use doin_core::state::{ChainState, Champion};
 use super::{json, json_with_capacity, ApiState};
 use crate::context::{now_ms, DomainRuntime};
 
-/// Peers connected: networking has not landed yet, so a node only knows itself.
-const CONNECTED_PEERS: u64 = 0;
-
 /// `GET /health`.
 #[derive(Serialize, schemars::JsonSchema)]
 pub(super) struct Health {
@@ -138,7 +135,7 @@ pub(super) async fn status(State(api): State<ApiState>) -> Response {
         tip_time_ms: state.tip_time_ms,
         finalized_height: finalized_height(state.height, ctx.params.finality_depth),
         cumulative_work: state.cumulative_work,
-        peers: CONNECTED_PEERS,
+        peers: ctx.net.peers.load(std::sync::atomic::Ordering::Relaxed) as u64,
         balance,
         balance_display: balance.to_string(),
         total_supply: supply,
