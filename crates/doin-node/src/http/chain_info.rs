@@ -223,15 +223,7 @@ pub(super) async fn rewards(
         DEFAULT_REWARDS_BLOCKS,
         MAX_REWARDS_BLOCKS,
     )?;
-    let records = if from > tip {
-        Vec::new()
-    } else {
-        api.ctx
-            .store
-            .receipts(from, to.min(tip))
-            .await
-            .map_err(|e| ApiError::internal(&e))?
-    };
+    let records = super::paging::receipts_to_tip(&api.ctx.store, from, to, tip).await?;
     let blocks: Vec<BlockRewards> = records
         .into_iter()
         .filter_map(|r| {

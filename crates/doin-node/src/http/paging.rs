@@ -103,6 +103,22 @@ pub(super) fn recent_blocks(blocks: Option<u64>, default: u64, max: u64) -> ApiR
     Ok(n)
 }
 
+/// The stored receipts of heights `from..=to`, cut at the tip (none when `from` is above it).
+pub(super) async fn receipts_to_tip(
+    store: &crate::storage::Store,
+    from: u64,
+    to: u64,
+    tip: u64,
+) -> ApiResult<Vec<crate::storage::ReceiptRecord>> {
+    if from > tip {
+        return Ok(Vec::new());
+    }
+    store
+        .receipts(from, to.min(tip))
+        .await
+        .map_err(|e| ApiError::internal(&e))
+}
+
 #[cfg(test)]
 mod unit {
     use super::*;

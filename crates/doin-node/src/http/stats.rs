@@ -381,15 +381,7 @@ pub(super) async fn export_csv(
     };
     let tip = api.ctx.view().state.height;
     let (from, to) = height_range(q.from, q.to, tip, DEFAULT_EXPORT_BLOCKS, MAX_EXPORT_BLOCKS)?;
-    let records = if from > tip {
-        Vec::new()
-    } else {
-        api.ctx
-            .store
-            .receipts(from, to.min(tip))
-            .await
-            .map_err(|e| ApiError::internal(&e))?
-    };
+    let records = super::paging::receipts_to_tip(&api.ctx.store, from, to, tip).await?;
     let mut out = String::with_capacity(4096);
     out.push_str(EXPORT_COLUMNS);
     out.push('\n');
