@@ -1700,6 +1700,52 @@ mod tests {
     }
 
     #[test]
+    fn inference_and_p2p_settings_are_checked_and_name_their_key() {
+        let domain = json!([{"domain_id": "quadratic"}]);
+        let cases = [
+            (
+                json!({"inference": {"max_input_bytes": 0}}),
+                "inference.max_input_bytes",
+            ),
+            (
+                json!({"inference": {"max_input_bytes": MAX_INFERENCE_INPUT_BYTES + 1}}),
+                "inference.max_input_bytes",
+            ),
+            (
+                json!({"inference": {"settle_margin_blocks": 0}}),
+                "inference.settle_margin_blocks",
+            ),
+            (json!({"inference": {"price": 0}}), "inference.price"),
+            (
+                json!({"inference": {"domain_prices": {"other": 5}}}),
+                "inference.domain_prices.other",
+            ),
+            (
+                json!({"domains": domain, "inference": {"domain_prices": {"quadratic": 0}}}),
+                "inference.domain_prices.quadratic",
+            ),
+            (
+                json!({"p2p": {"listen": ["127.0.0.1:8471"]}}),
+                "p2p.listen[0]",
+            ),
+            (json!({"p2p": {"max_peers": 0}}), "p2p.max_peers"),
+        ];
+        for (doc, path) in cases {
+            let err = NodeConfig::from_json_str(&doc.to_string()).unwrap_err();
+            assert_eq!(err.path(), Some(path), "{doc}: {err}");
+        }
+        // Free mode needs no price; a configured domain may have its own.
+        let ok = json!({
+            "domains": domain,
+            "inference": {"mode": "free", "price": 0, "domain_prices": {"quadratic": 0}},
+            "p2p": {"listen": ["/ip4/0.0.0.0/tcp/8471"]}
+        });
+        let (config, _) = NodeConfig::from_json_str(&ok.to_string()).unwrap();
+        let quadratic = DomainId::new("quadratic").unwrap();
+        assert_eq!(config.inference.price(&quadratic), Amount::ZERO);
+    }
+
+    #[test]
     fn each_invalid_top_level_value_names_its_key() {
         let cases = [
             (json!({"port": 70000}), "port"),
