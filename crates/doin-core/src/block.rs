@@ -85,6 +85,12 @@ pub enum BlockError {
         claimed: String,
         actual: String,
     },
+    #[error("proposer has rank {rank} in the schedule: its block may not be timestamped before {earliest_ms} ms (it says {timestamp_ms} ms)")]
+    BeforeTurn {
+        rank: u64,
+        earliest_ms: u64,
+        timestamp_ms: u64,
+    },
     #[error("work {work} is below the difficulty {difficulty} and the empty-block interval has not passed")]
     InsufficientWork { work: u64, difficulty: u64 },
     #[error("transaction {index} ({id}) cannot be applied: {reason}")]

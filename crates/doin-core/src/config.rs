@@ -310,6 +310,9 @@ pub struct ChainConfig {
     pub max_block_interval_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finality_depth: Option<u64>,
+    /// How long a scheduled proposer has before the next in line may take over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proposer_timeout_ms: Option<u64>,
 }
 
 impl ChainConfig {
@@ -324,6 +327,7 @@ impl ChainConfig {
             || self.target_block_time_ms.is_some()
             || self.max_block_interval_ms.is_some()
             || self.finality_depth.is_some()
+            || self.proposer_timeout_ms.is_some()
     }
 
     /// Writes the overrides (and `chain_id`, when given) into `params`.
@@ -343,6 +347,9 @@ impl ChainConfig {
         if let Some(v) = self.finality_depth {
             params.finality_depth = v;
         }
+        if let Some(v) = self.proposer_timeout_ms {
+            params.proposer_timeout_ms = v;
+        }
     }
 
     /// The development chain's parameters with the overrides applied.
@@ -357,7 +364,7 @@ impl ChainConfig {
             return Err(ConfigError::invalid(
                 "chain.genesis_file",
                 "cannot be combined with consensus overrides (solo_mode, target_block_time_ms, \
-                 max_block_interval_ms, finality_depth): the genesis file defines the network",
+                 max_block_interval_ms, finality_depth, proposer_timeout_ms): the genesis file defines the network",
             ));
         }
         self.dev_params()
@@ -1857,6 +1864,10 @@ mod tests {
             (
                 json!({"chain": {"finality_depth": 0}}),
                 "chain.finality_depth",
+            ),
+            (
+                json!({"chain": {"proposer_timeout_ms": 0}}),
+                "chain.proposer_timeout_ms",
             ),
             (json!({"chain": {"solo": true}}), "chain.solo"),
             (

@@ -2,7 +2,7 @@
 //!
 //! The DOIN protocol as pure, deterministic code: canonical encoding, hashing and identity,
 //! transactions and blocks, the chain state machine, the optimae lifecycle (commit, reveal,
-//! quorum, verdict), economics, difficulty, fork choice and finality, payment channels, the
+//! quorum, verdict), economics, difficulty, the proposer schedule, fork choice and finality, payment channels, the
 //! plugin traits and the node configuration schema.
 //!
 //! Nothing here does I/O (beyond reading and writing key files) or needs an async runtime:
@@ -25,6 +25,7 @@ pub mod optimae;
 pub mod params;
 pub mod plugin;
 pub mod reputation;
+pub mod schedule;
 pub mod state;
 pub mod tx;
 pub mod wire;

@@ -145,6 +145,13 @@ pub struct ChannelParams {
     pub max_lifetime: u64,
 }
 
+/// The default [`ChainParams::proposer_timeout_ms`].
+pub const DEFAULT_PROPOSER_TIMEOUT_MS: u64 = 1_000;
+
+fn default_proposer_timeout_ms() -> u64 {
+    DEFAULT_PROPOSER_TIMEOUT_MS
+}
+
 /// Everything a network agrees on at genesis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -164,6 +171,10 @@ pub struct ChainParams {
     /// How far ahead of a validator's clock a timestamp may be.
     pub max_future_drift_ms: u64,
     pub finality_depth: u64,
+    /// How long each proposer in the schedule has before the next in line may take over
+    /// (see [`crate::schedule`]).
+    #[serde(default = "default_proposer_timeout_ms")]
+    pub proposer_timeout_ms: u64,
     pub max_block_txs: u32,
     /// Block fullness the base fee steers toward.
     pub target_block_txs: u32,
@@ -221,6 +232,7 @@ impl ChainParams {
             ("max_block_interval_ms", self.max_block_interval_ms),
             ("initial_difficulty", self.initial_difficulty),
             ("finality_depth", self.finality_depth),
+            ("proposer_timeout_ms", self.proposer_timeout_ms),
             ("max_block_txs", u64::from(self.max_block_txs)),
             ("target_block_txs", u64::from(self.target_block_txs)),
             ("max_tx_bytes", u64::from(self.max_tx_bytes)),
@@ -322,6 +334,7 @@ impl ChainParams {
             initial_difficulty: 1_000,
             max_future_drift_ms: 15_000,
             finality_depth: 6,
+            proposer_timeout_ms: DEFAULT_PROPOSER_TIMEOUT_MS,
             max_block_txs: 2_000,
             target_block_txs: 1_000,
             initial_base_fee: Amount(1_000),
@@ -399,6 +412,7 @@ impl Encode for ChainParams {
             self.initial_difficulty,
             self.max_future_drift_ms,
             self.finality_depth,
+            self.proposer_timeout_ms,
         ] {
             put::u64(out, v);
         }

@@ -29,6 +29,7 @@ use crate::identity::{AccountId, Keypair, Signature};
 use crate::optimae::{self, CastVote, QuorumCandidate, Verdict, VerdictRules};
 use crate::params::{ChainParams, DomainId};
 use crate::reputation;
+use crate::schedule;
 use crate::tx::{Metric, SignedTx, TxId, TxKind};
 
 /// One account's on-chain record.
@@ -223,6 +224,9 @@ pub enum BuildError {
     },
     #[error("timestamp: {0}")]
     Timestamp(String),
+    /// The proposer's turn in the schedule has not come yet.
+    #[error("rank {rank} in the proposer schedule: not before {earliest_ms} ms")]
+    NotYourTurn { rank: u64, earliest_ms: u64 },
 }
 
 impl ChainState {
@@ -928,6 +932,15 @@ impl ChainState {
             params.max_future_drift_ms,
         )
         .map_err(|e| BlockError::Timestamp(e.to_string()))?;
+        let rank = schedule::proposer_rank(self, &h.proposer);
+        let earliest_ms = schedule::earliest_timestamp(self, params, rank);
+        if h.timestamp_ms < earliest_ms {
+            return Err(BlockError::BeforeTurn {
+                rank,
+                earliest_ms,
+                timestamp_ms: h.timestamp_ms,
+            });
+        }
         let ids = block.verify_stateless(params)?;
 
         let mut next = self.clone();
@@ -1005,6 +1018,11 @@ impl ChainState {
             params.max_future_drift_ms,
         )
         .map_err(|e| BuildError::Timestamp(e.to_string()))?;
+        let rank = schedule::proposer_rank(self, &proposer.account());
+        let earliest_ms = schedule::earliest_timestamp(self, params, rank);
+        if timestamp_ms < earliest_ms {
+            return Err(BuildError::NotYourTurn { rank, earliest_ms });
+        }
         let height = self.height + 1;
         let mut next = self.clone();
         next.begin_block();

@@ -11,8 +11,9 @@ use doin_core::channel::{channel_id, Voucher};
 use doin_core::encode::Encode;
 use doin_core::fee::FeeBid;
 use doin_core::hash::Hash32;
-use doin_core::identity::Signature;
-use doin_core::state::ChainState;
+use doin_core::identity::{AccountId, Keypair, Signature};
+use doin_core::schedule;
+use doin_core::state::{BuildError, ChainState};
 use doin_core::tx::{SignedTx, TxBody, TxKind};
 
 #[test]
@@ -348,7 +349,10 @@ fn timestamps_far_in_the_future_are_rejected() {
 #[test]
 fn a_block_without_work_is_refused_before_the_interval() {
     let chain = TestChain::new(network_params());
-    let too_soon = chain.state.tip_time_ms + 1;
+    // After the proposer's turn in the schedule, before the empty-block interval.
+    let rank = schedule::proposer_rank(&chain.state, &chain.proposer.account());
+    let too_soon = schedule::earliest_timestamp(&chain.state, &chain.params, rank) + 1;
+    assert!(too_soon < chain.state.empty_block_allowed_from(&chain.params));
     let err = chain
         .state
         .build_block(&chain.params, &chain.proposer, too_soon, vec![])
@@ -435,4 +439,52 @@ fn genesis_commits_to_the_parameters() {
     assert_eq!(ga.header.parent, a.hash());
     // Encodings are stable: the same block encodes to the same bytes.
     assert_eq!(ga.to_bytes(), ChainState::genesis(&a).0.to_bytes());
+}
+
+/// The proposer schedule: the primary may propose at once, the next in line only after one
+/// timeout, an account outside the producer set after every member; a block before its
+/// proposer's turn is refused whoever sends it.
+#[test]
+fn proposers_take_turns_and_fall_back_after_timeouts() {
+    let chain = TestChain::new(network_params());
+    let (params, parent) = (&chain.params, &chain.state);
+    let order = schedule::schedule(parent);
+    assert_eq!(order.len(), 4, "the four genesis evaluators");
+    let at_interval = parent.empty_block_allowed_from(params);
+    let timeout = params.proposer_timeout_ms;
+    let keys: Vec<Keypair> = (11..=14).map(key).collect();
+    let signer = |account: &AccountId| keys.iter().find(|k| &k.account() == account).unwrap();
+
+    // The primary's empty block at the interval is valid.
+    let primary = signer(&order[0]);
+    let built = parent.build_block(params, primary, at_interval, vec![]).unwrap();
+    parent.apply_block(params, &built.block, None).unwrap();
+
+    // Rank 2 needs two timeouts after the parent: one millisecond earlier, building fails
+    // and a block signed anyway is refused.
+    let third = signer(&order[2]);
+    let outsider_rank = schedule::proposer_rank(parent, &key(99).account());
+    assert_eq!(outsider_rank, 4);
+    let earliest = schedule::earliest_timestamp(parent, params, 2);
+    assert_eq!(earliest, parent.tip_time_ms + 2 * timeout);
+    let err = parent
+        .build_block(params, third, earliest - 1, vec![])
+        .unwrap_err();
+    assert!(
+        matches!(err, BuildError::NotYourTurn { rank: 2, earliest_ms } if earliest_ms == earliest),
+        "{err}"
+    );
+    let mut early = built.block.clone();
+    early.header.proposer = third.account();
+    early.header.timestamp_ms = earliest - 1;
+    let early = Block::seal(early.header, early.txs, third);
+    let err = parent.apply_block(params, &early, None).unwrap_err();
+    assert!(
+        matches!(err, BlockError::BeforeTurn { rank: 2, .. }),
+        "{err}"
+    );
+
+    // The next height has the next primary.
+    let next = schedule::schedule(&built.state);
+    assert_eq!(next[0], order[1]);
 }

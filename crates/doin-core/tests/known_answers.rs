@@ -99,8 +99,8 @@ fn known_answers() {
         ("data_seed", "5a75f7a56592d40c0cd5929171ba16ff091b22b67b4e5bb07d007bbf73d308b9"),
         ("quorum_of_10_to_19", "10,14,15"),
         ("channel_id", "bdf5cae0ed5789cc0101b588b7e6c8ce3c1ee607629a3991525ac0913d513a7e"),
-        ("dev_params_hash", "966c099b2074bef27e7b7637c0ae449245a5524b1942b43b74c897879ddc7410"),
-        ("dev_genesis_hash", "5009162855b36fc66b58c496e0542ee0158318bdccf9520c8711db4dbe9c6e85"),
+        ("dev_params_hash", "50a0c6be10944e3e6c6e509026e388fb166eb027540bf38863e64378b1f56439"),
+        ("dev_genesis_hash", "d1bb8efce1b98aebe160ffce308a282c69ebe971119ac0c9c56efeee3273c3c1"),
         ("subsidy_210001", "2500000000"),
         ("issuance_1000000", "2018750000000000"),
     ];
