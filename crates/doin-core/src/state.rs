@@ -157,6 +157,19 @@ pub enum ApplyError {
     Invalid(String),
 }
 
+impl ApplyError {
+    /// Whether the signed transaction proves its sender misbehaved, whatever the timing: a
+    /// vote from an account the quorum did not draw, a reveal of someone else's commitment,
+    /// a reveal that does not open its commitment. (A bad nonce, a missing balance or an
+    /// unknown commitment may be a matter of timing or of a fork, and are not.)
+    pub fn is_misbehaviour(&self) -> bool {
+        matches!(
+            self,
+            ApplyError::NotInQuorum | ApplyError::NotOptimizer | ApplyError::CommitmentMismatch
+        )
+    }
+}
+
 /// A verdict taken at the end of a block: what the analytics store and logs need.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VerdictRecord {

@@ -457,7 +457,9 @@ fn proposers_take_turns_and_fall_back_after_timeouts() {
 
     // The primary's empty block at the interval is valid.
     let primary = signer(&order[0]);
-    let built = parent.build_block(params, primary, at_interval, vec![]).unwrap();
+    let built = parent
+        .build_block(params, primary, at_interval, vec![])
+        .unwrap();
     parent.apply_block(params, &built.block, None).unwrap();
 
     // Rank 2 needs two timeouts after the parent: one millisecond earlier, building fails

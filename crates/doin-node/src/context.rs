@@ -40,6 +40,14 @@ pub enum ChainEvent {
         receipt: Arc<BlockReceipt>,
         tx_count: usize,
     },
+    /// The node switched to a branch with more work: the `depth` blocks above `fork_height`
+    /// were replaced. A `Block` event follows for each block of the new branch.
+    Reorg {
+        fork_height: u64,
+        depth: u64,
+        old_tip: doin_core::block::BlockHash,
+        new_tip: doin_core::block::BlockHash,
+    },
 }
 
 /// A domain this node works on, as shown by `/status`.
@@ -92,7 +100,7 @@ pub struct NodeContext {
 pub struct NetLink {
     /// Held while a block is built or imported, stored and made the tip: one writer at a
     /// time, whether the block is this node's or a peer's.
-    pub writer: tokio::sync::Mutex<()>,
+    pub writer: tokio::sync::Mutex<crate::import::ChainWriter>,
     /// Transactions accepted from this node's API and roles, for the network to gossip
     /// (transactions that came from peers are not re-announced: gossip forwards them).
     pub outbound_txs: broadcast::Sender<SignedTx>,
@@ -105,7 +113,7 @@ pub struct NetLink {
 impl Default for NetLink {
     fn default() -> Self {
         NetLink {
-            writer: tokio::sync::Mutex::new(()),
+            writer: tokio::sync::Mutex::new(crate::import::ChainWriter::default()),
             outbound_txs: broadcast::channel(1024).0,
             handle: std::sync::OnceLock::new(),
             peers: std::sync::atomic::AtomicUsize::new(0),

@@ -9,6 +9,7 @@ pub mod blobs;
 pub mod cli;
 pub mod context;
 pub mod http;
+pub mod import;
 pub mod inference;
 pub mod mempool;
 pub mod metrics;

@@ -22,10 +22,12 @@
 //! parameters) or `(unknown)` for a query naming a domain this node does not serve (domain
 //! ids cannot contain parentheses, so it never collides); every other label is a fixed set.
 //!
-//! Left out on purpose, until they have a real source: reorg count and depth (the node does
-//! not switch between competing chains yet), and libp2p's own metrics (libp2p-metrics for
-//! libp2p 0.56 is built on an older prometheus-client than this registry).
-//! Reporting zeros for them would look like a feature that works.
+//! - **Reorganizations** ([`Metrics::record_reorg`]): count and depth (blocks replaced), from
+//!   the chain event stream; the block counters then count the new branch's blocks.
+//!
+//! Left out on purpose, until it has a real source: libp2p's own metrics (libp2p-metrics for
+//! libp2p 0.56 is built on an older prometheus-client than this registry). Reporting zeros
+//! for them would look like a feature that works.
 //!
 //! Two text formats, chosen by the scraper's `Accept` header ([`Format::negotiate`]):
 //! OpenMetrics 1.0 (what Prometheus asks for) straight from
@@ -81,6 +83,9 @@ fn block_interval_buckets() -> impl Iterator<Item = f64> {
 }
 
 /// Upper bounds of the transactions-per-block histogram (the first bucket counts empty blocks).
+/// Reorganization depths (blocks replaced); deeper than `finality_depth` cannot happen.
+const REORG_DEPTH_BUCKETS: [f64; 7] = [1.0, 2.0, 3.0, 4.0, 6.0, 10.0, 20.0];
+
 const BLOCK_TX_BUCKETS: [f64; 13] = [
     0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
 ];
@@ -186,6 +191,8 @@ pub struct Metrics {
     uptime: FloatGauge,
     peers: Gauge,
     gossip: Family<GossipLabels, Counter>,
+    reorgs: Counter,
+    reorg_depth: Histogram,
     /// Serializes [`Metrics::refresh`]: it turns the domains' round totals into counter
     /// increments, which two concurrent refreshes would count twice.
     refresh_lock: Mutex<()>,
@@ -213,6 +220,8 @@ impl Metrics {
             base_fee: Gauge::default(),
             difficulty: Gauge::default(),
             mempool: Gauge::default(),
+            reorgs: Counter::default(),
+            reorg_depth: Histogram::new(REORG_DEPTH_BUCKETS),
             optimae: Family::default(),
             votes: Family::default(),
             best_performance: Family::default(),
@@ -356,11 +365,25 @@ impl Metrics {
             Unit::Other("base_units".into()),
             m.received.clone(),
         );
+        r.register(
+            "chain_reorgs",
+            "Reorganizations to a branch with more work since the node started",
+            m.reorgs.clone(),
+        );
+        r.register(
+            "chain_reorg_depth",
+            "Blocks replaced by each reorganization",
+            m.reorg_depth.clone(),
+        );
         m
     }
 
-    /// The registry, to register more metrics (libp2p's, through `libp2p-metrics`) before
-    /// the `Metrics` is shared.
+    /// Counts one reorganization that replaced `depth` blocks.
+    pub fn record_reorg(&self, depth: u64) {
+        self.reorgs.inc();
+        self.reorg_depth.observe(depth as f64);
+    }
+
     /// Counts one gossiped message: `topic` is `blocks`, `txs` or `domain`; `result` is
     /// `accepted`, `rejected` or `ignored`.
     pub fn record_gossip(&self, topic: &'static str, result: &'static str) {
@@ -369,6 +392,8 @@ impl Metrics {
             .inc();
     }
 
+    /// The registry, to register more metrics (libp2p's, through `libp2p-metrics`) before
+    /// the `Metrics` is shared.
     pub fn registry_mut(&mut self) -> &mut Registry {
         &mut self.registry
     }
@@ -658,6 +683,10 @@ pub fn run(
                     Ok(ChainEvent::Block { header, receipt, tx_count }) => {
                         follower.on_block(&metrics, &ctx, &header, &receipt, tx_count).await;
                     }
+                    Ok(ChainEvent::Reorg { fork_height, depth, .. }) => {
+                        metrics.record_reorg(depth);
+                        follower.rewind(&ctx, fork_height).await;
+                    }
                     // The next block event reads the skipped blocks from the store.
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::debug!("metrics: {n} chain events missed; catching up from the store");
@@ -738,6 +767,18 @@ impl Follower {
         self.height = header.height;
         self.time_ms = header.timestamp_ms;
         self.learn_pending(ctx);
+    }
+
+    /// After a reorganization: the blocks above `fork_height` are counted again as the new
+    /// branch's `Block` events arrive.
+    async fn rewind(&mut self, ctx: &NodeContext, fork_height: u64) {
+        if fork_height >= self.height {
+            return;
+        }
+        self.height = fork_height;
+        if let Ok(Some(block)) = ctx.store.block_by_height(fork_height).await {
+            self.time_ms = block.header.timestamp_ms;
+        }
     }
 
     /// Counts the blocks after `self.height` and below `until` from the store.

@@ -1,34 +1,35 @@
 //! The node on the peer-to-peer network: `doin-net`'s swarm wired to the chain.
 //!
 //! - **Gossip in**: a transaction goes through the same checks as `POST /tx`
-//!   ([`NodeContext::submit_from_peer`]); a block is fully re-validated and imported when it
-//!   extends the tip ([`crate::producer::import_block`]). The verdict goes back to gossipsub:
-//!   only accepted messages are forwarded; invalid ones cost their sender peer score.
+//!   ([`NodeContext::submit_from_peer`]); a block goes through [`crate::import`] (extends the
+//!   tip, waits on a side branch, or wins fork choice and reorganizes the chain). The verdict
+//!   goes back to gossipsub: only blocks that became the tip are forwarded; invalid ones cost
+//!   their sender peer score.
 //! - **Gossip out**: blocks this node proposes and transactions it accepted from its API and
 //!   roles.
 //! - **Sync**: when a peer connects, or announces a block whose parent this node lacks, the
-//!   node asks for its status and fetches what it is missing (headers in batches of at most
-//!   [`MAX_SYNC_BATCH`], then the blocks, [`BLOCKS_PER_REQUEST`] per request), importing
-//!   every block through the same validation as gossip. One sync runs at a time.
+//!   node asks for its status; if the peer's tip is better (fork choice), it fetches the
+//!   peer's headers from just above its own finalized height (batches of at most
+//!   [`MAX_SYNC_BATCH`]), skips those it already has, and fetches the rest
+//!   ([`BLOCKS_PER_REQUEST`] per request), importing every block through the same path as
+//!   gossip: a peer on another branch above finality leads to a reorganization once its
+//!   branch has more work. One sync runs at a time.
 //! - **Serving**: status, header ranges, blocks by hash and parameter blobs by hash.
-//!
-//! Not yet: competing chains. A block at a height this node already has is ignored, so two
-//! producers on one network would fork; the deterministic proposer schedule and fork choice
-//! with rollback come next (see the networking issue). Run other nodes with
-//! `produce_blocks: false` meanwhile.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use doin_core::block::BlockHash;
+use doin_core::chain::{finalized_height, is_better_tip, TipInfo};
 use doin_core::config::{NodeConfig, PeerAddr};
 use doin_core::wire::{GossipMessage, SyncRequest, SyncResponse, Topic, MAX_SYNC_BATCH};
 use doin_net::{Acceptance, Multiaddr, NetConfig, NetEvent, NetHandle, PeerId};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::context::{ChainEvent, NodeContext, SubmitError};
-use crate::producer::{import_block, ImportError, Imported};
+use crate::import::{import_block, ImportError, Imported};
 
 /// Blocks asked for in one request (a block is at most 16 MiB; a response at most 65 MiB).
 pub const BLOCKS_PER_REQUEST: usize = 64;
@@ -206,15 +207,22 @@ impl Service {
                     tokio::task::spawn_blocking(move || ctx.submit_from_peer(*tx)).await;
                 match submitted {
                     Ok(Ok(_)) => Acceptance::Accept,
-                    // Forged, malformed, for another chain: the sender is at fault.
+                    // Forged, malformed, for another chain, or provably dishonest (a vote from
+                    // outside the quorum): the sender is at fault.
                     Ok(Err(SubmitError::Invalid(_))) => Acceptance::Reject,
+                    Ok(Err(SubmitError::Rejected(e))) if e.is_misbehaviour() => Acceptance::Reject,
                     // Valid but not now (nonce, balance, duplicate, full pool): no blame.
                     Ok(Err(_)) | Err(_) => Acceptance::Ignore,
                 }
             }
             GossipMessage::Block(block) => match import_block(&self.ctx, *block).await {
-                Ok(Imported::Extended) => Acceptance::Accept,
-                Ok(Imported::Known) => Acceptance::Ignore,
+                Ok(Imported::Extended | Imported::Reorganized { .. }) => Acceptance::Accept,
+                // A side block is only checked statelessly: not forwarded.
+                Ok(Imported::Known | Imported::Side) => Acceptance::Ignore,
+                Err(e @ ImportError::BeyondFinality { .. }) => {
+                    tracing::info!("network: block from {source} refused: {e}");
+                    Acceptance::Ignore
+                }
                 Err(ImportError::UnknownParent { .. }) => {
                     self.spawn_sync(source);
                     Acceptance::Ignore
@@ -246,23 +254,60 @@ impl Service {
         });
     }
 
-    /// Fetches and imports what `peer` has beyond this node's tip; returns the blocks
-    /// imported.
+    /// Fetches and imports `peer`'s chain where it is better than this node's; returns the
+    /// blocks imported.
     async fn sync_from(&self, peer: PeerId) -> anyhow::Result<u64> {
         let mut imported = 0;
+        // Where the next header batch starts while our tip stays the same.
+        let mut resume: Option<(BlockHash, u64, BlockHash)> = None;
         loop {
-            let SyncResponse::Status { height, .. } =
-                self.handle.request(peer, SyncRequest::Status).await?
+            let SyncResponse::Status {
+                height,
+                tip,
+                cumulative_work,
+            } = self.handle.request(peer, SyncRequest::Status).await?
             else {
                 anyhow::bail!("unexpected answer to a status request");
             };
             let mine = self.ctx.view();
-            if height <= mine.state.height {
+            let theirs = TipInfo {
+                hash: tip,
+                height,
+                cumulative_work,
+            };
+            let ours = TipInfo {
+                hash: mine.state.tip,
+                height: mine.state.height,
+                cumulative_work: mine.state.cumulative_work,
+            };
+            if !is_better_tip(&theirs, &ours) {
                 return Ok(imported);
             }
-            let count = u32::try_from((height - mine.state.height).min(u64::from(MAX_SYNC_BATCH)))
+            // Headers from just above our finalized height: the peer's branch must contain
+            // our finalized block, and everything above it may differ. While our tip stays
+            // the same (the peer's branch has not overtaken it yet), the next batch goes on
+            // where the last one ended.
+            let finalized = finalized_height(mine.state.height, self.ctx.params.finality_depth);
+            let (from, mut parent) = match resume {
+                Some((tip, next, parent)) if tip == mine.state.tip => (next, parent),
+                _ => {
+                    let hash = self
+                        .ctx
+                        .store
+                        .hashes(finalized, finalized)
+                        .await?
+                        .first()
+                        .map(|(_, h)| *h)
+                        .context("our finalized block is missing")?;
+                    (finalized + 1, hash)
+                }
+            };
+            anyhow::ensure!(
+                height >= from,
+                "the peer's chain (tip {height}) does not reach height {from} above our finalized {finalized}"
+            );
+            let count = u32::try_from((height - from + 1).min(u64::from(MAX_SYNC_BATCH)))
                 .unwrap_or(MAX_SYNC_BATCH);
-            let from = mine.state.height + 1;
             let SyncResponse::Headers(headers) = self
                 .handle
                 .request(peer, SyncRequest::Headers { from, count })
@@ -276,18 +321,43 @@ impl Service {
                 "the peer sent {} headers for {count} asked",
                 headers.len()
             );
-            // The headers must chain from this node's tip; the blocks are validated in full
-            // on import.
-            let mut parent = mine.state.tip;
+            // The headers must chain from our finalized block (or the last batch); the blocks
+            // are validated in full on import.
             for (i, h) in headers.iter().enumerate() {
                 anyhow::ensure!(
                     h.height == from + i as u64 && h.parent == parent,
-                    "the peer's chain diverges from this node's at height {}",
+                    "the peer's chain leaves ours below our finalized height, or does not chain (height {})",
                     from + i as u64
                 );
                 parent = h.hash();
             }
-            let hashes: Vec<_> = headers.iter().map(|h| h.hash()).collect();
+            resume = Some((mine.state.tip, from + headers.len() as u64, parent));
+            // Skip what we already have, on the chain or aside.
+            let last = from + headers.len() as u64 - 1;
+            let mut have: std::collections::HashSet<_> = self
+                .ctx
+                .store
+                .hashes(from, last)
+                .await?
+                .into_iter()
+                .map(|(_, h)| h)
+                .collect();
+            {
+                let writer = self.ctx.net.writer.lock().await;
+                have.extend(
+                    headers
+                        .iter()
+                        .map(|h| h.hash())
+                        .filter(|h| writer.side.contains(h)),
+                );
+            }
+            let hashes: Vec<_> = headers
+                .iter()
+                .map(|h| h.hash())
+                .filter(|h| !have.contains(h))
+                .collect();
+            let before = mine.state.tip;
+            let mut progress = false;
             for chunk in hashes.chunks(BLOCKS_PER_REQUEST) {
                 let SyncResponse::Blocks(blocks) = self
                     .handle
@@ -305,12 +375,24 @@ impl Service {
                 for (block, want) in blocks.into_iter().zip(chunk) {
                     anyhow::ensure!(&block.hash() == want, "the peer sent a block not asked for");
                     match import_block(&self.ctx, block).await {
-                        Ok(Imported::Extended) => imported += 1,
+                        Ok(Imported::Extended | Imported::Reorganized { .. }) => {
+                            imported += 1;
+                            progress = true;
+                        }
+                        Ok(Imported::Side) => progress = true,
                         Ok(Imported::Known) => {}
                         Err(e) => return Err(e).context("importing a synced block"),
                     }
                 }
             }
+            anyhow::ensure!(
+                progress || hashes.is_empty() || self.ctx.view().state.tip != before,
+                "the peer's blocks did not change anything"
+            );
+            anyhow::ensure!(
+                last < height || self.ctx.view().state.tip != before,
+                "the peer claims a better tip than its blocks show"
+            );
         }
     }
 

@@ -1,19 +1,21 @@
-//! The block producer and block import: the two ways a block becomes the tip.
+//! The block producer, and [`commit`], which every new tip goes through.
 //!
 //! The producer builds a block from the mempool whenever the candidate block carries enough
-//! verified work, or once the empty-block interval has passed. Import takes a peer's block
-//! that extends the tip and re-validates it completely (`ChainState::apply_block`). Either
-//! way, under the one writer lock ([`crate::context::NetLink::writer`]), the block is stored
-//! in one database transaction, then the shared chain view is swapped and the block
-//! announced. A block is stored before anyone can see it, so a crash never exposes a block
-//! that a restart would not find.
+//! verified work, or once the empty-block interval has passed, and only in its turn of the
+//! proposer schedule (`doin_core::schedule`): the primary at once, a fallback of rank `r`
+//! once the block has been ready for `r × proposer_timeout_ms` on this node's clock without
+//! anyone else's block arriving. Peers' blocks come in through [`crate::import`]. Either way,
+//! under the one writer lock ([`crate::context::NetLink::writer`]), the block is stored in
+//! one database transaction, then the shared chain view is swapped and the block announced.
+//! A block is stored before anyone can see it, so a crash never exposes a block that a
+//! restart would not find.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use doin_core::block::{Block, BlockError, BlockHash};
+use doin_core::block::Block;
+use doin_core::schedule;
 use doin_core::state::{BlockReceipt, BuildError, ChainState};
-use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::context::{now_ms, ChainEvent, ChainView, NodeContext};
@@ -45,9 +47,13 @@ pub async fn run(ctx: Arc<NodeContext>, mut shutdown: watch::Receiver<bool>) -> 
 
 /// Tries to produce one block now. Returns Ok whether or not a block was due.
 pub async fn produce_once(ctx: &Arc<NodeContext>) -> anyhow::Result<()> {
-    let _writer = ctx.net.writer.lock().await;
+    let mut writer = ctx.net.writer.lock().await;
     let view = ctx.view();
     let now = now_ms();
+    let rank = schedule::proposer_rank(&view.state, &ctx.account());
+    if now < schedule::earliest_timestamp(&view.state, &ctx.params, rank) {
+        return Ok(());
+    }
     let pending = ctx.mempool.lock().unwrap_or_else(|e| e.into_inner()).len();
     let interval_passed = now >= view.state.empty_block_allowed_from(&ctx.params);
     // Not before the target block time, unless transactions wait and may carry work.
@@ -71,12 +77,31 @@ pub async fn produce_once(ctx: &Arc<NodeContext>) -> anyhow::Result<()> {
     .await?;
     let built = match built {
         Ok(built) => built,
-        Err(BuildError::NotReady { .. }) => return Ok(()),
+        Err(BuildError::NotReady { .. } | BuildError::NotYourTurn { .. }) => return Ok(()),
         Err(err @ BuildError::Timestamp(_)) => {
             tracing::warn!("cannot build a block yet: {err}");
             return Ok(());
         }
     };
+    if rank > 0 {
+        // A fallback: wait for the ones before us, counted from when the block was ready.
+        let ready_since = match writer.ready {
+            Some((tip, since)) if tip == view.state.tip => since,
+            _ => {
+                writer.ready = Some((view.state.tip, now));
+                now
+            }
+        };
+        let turn = ready_since.saturating_add(rank.saturating_mul(ctx.params.proposer_timeout_ms));
+        if now < turn {
+            return Ok(());
+        }
+        tracing::info!(
+            "proposing block {} as fallback of rank {rank}: nobody before us did within {} ms",
+            view.state.height + 1,
+            now - ready_since
+        );
+    }
     for skipped in &built.skipped {
         tracing::debug!("left out transaction {}: {}", skipped.id, skipped.reason);
     }
@@ -93,7 +118,7 @@ pub async fn produce_once(ctx: &Arc<NodeContext>) -> anyhow::Result<()> {
 
 /// Stores a block that is valid on top of the current tip, makes it the tip and announces
 /// it. The caller holds the writer lock.
-async fn commit(
+pub(crate) async fn commit(
     ctx: &NodeContext,
     block: &Block,
     state: ChainState,
@@ -118,64 +143,6 @@ async fn commit(
         tx_count: block.txs.len(),
     });
     Ok(())
-}
-
-/// What became of a peer's block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Imported {
-    /// It extended the tip and is now the tip.
-    Extended,
-    /// This node already has a block at that height (the same one, or a competitor that
-    /// fork choice does not switch to yet).
-    Known,
-}
-
-/// Why a peer's block was not imported.
-#[derive(Debug, Error)]
-pub enum ImportError {
-    /// The block is invalid: its sender is at fault.
-    #[error("invalid block: {0}")]
-    Invalid(#[from] BlockError),
-    /// The block builds on a block this node does not have: sync first.
-    #[error("block {height} builds on {parent}, which this node does not have (tip {tip})")]
-    UnknownParent {
-        height: u64,
-        parent: BlockHash,
-        tip: u64,
-    },
-    #[error("storing the block: {0:#}")]
-    Storage(anyhow::Error),
-}
-
-/// Validates a peer's block against the tip and, if it extends it, makes it the tip.
-pub async fn import_block(ctx: &Arc<NodeContext>, block: Block) -> Result<Imported, ImportError> {
-    let _writer = ctx.net.writer.lock().await;
-    let view = ctx.view();
-    let tip = &view.state;
-    let height = block.header.height;
-    if height <= tip.height {
-        return Ok(Imported::Known);
-    }
-    if height != tip.height + 1 || block.header.parent != tip.tip {
-        return Err(ImportError::UnknownParent {
-            height,
-            parent: block.header.parent,
-            tip: tip.height,
-        });
-    }
-    let check_ctx = Arc::clone(ctx);
-    let state = Arc::clone(&view.state);
-    let (block, applied) = tokio::task::spawn_blocking(move || {
-        let applied = state.apply_block(&check_ctx.params, &block, Some(now_ms()));
-        (block, applied)
-    })
-    .await
-    .map_err(|e| ImportError::Storage(anyhow::anyhow!("validation task: {e}")))?;
-    let (state, receipt) = applied?;
-    commit(ctx, &block, state, receipt, "imported")
-        .await
-        .map_err(ImportError::Storage)?;
-    Ok(Imported::Extended)
 }
 
 fn log_block(

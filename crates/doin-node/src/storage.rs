@@ -319,6 +319,21 @@ impl Store {
         receipt: &BlockReceipt,
     ) -> StoreResult<()> {
         // CPU work first, outside the lock.
+        let prepared = self.prepare(block, state_after, receipt)?;
+        let mut writer = self.writer.lock().await;
+        let conn = writer.as_mut().ok_or(StoreError::Closed)?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let result = append_in(&mut tx, &prepared, self.snapshot_interval).await;
+        finish(tx, result).await
+    }
+
+    /// Encodes what [`append_in`] writes for one block.
+    fn prepare<'a>(
+        &self,
+        block: &'a Block,
+        state_after: &ChainState,
+        receipt: &BlockReceipt,
+    ) -> StoreResult<PreparedBlock<'a>> {
         let height = block.header.height;
         let hash = block.hash();
         if state_after.height != height || state_after.tip != hash {
@@ -339,7 +354,7 @@ impl Store {
         } else {
             None
         };
-        let prepared = PreparedBlock {
+        Ok(PreparedBlock {
             block,
             height,
             hash,
@@ -347,12 +362,7 @@ impl Store {
             rows,
             receipt_json,
             snapshot,
-        };
-        let mut writer = self.writer.lock().await;
-        let conn = writer.as_mut().ok_or(StoreError::Closed)?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let result = append_in(&mut tx, &prepared, self.snapshot_interval).await;
-        finish(tx, result).await
+        })
     }
 
     // --- reads ---
@@ -575,7 +585,65 @@ impl Store {
     pub async fn load_state(&self, params: &ChainParams) -> StoreResult<ChainState> {
         // One read transaction: a consistent view even if a writer commits meanwhile.
         let mut tx = self.pool.begin().await?;
-        let result = load_state_in(&mut tx, params).await;
+        let result = load_state_in(&mut tx, params, None).await;
+        finish(tx, result).await
+    }
+
+    /// The state after the stored block at `height` (at or below the tip), rebuilt like
+    /// [`Store::load_state`]: from the newest snapshot at or below it, replaying the blocks
+    /// after the snapshot. A reorganization starts from here.
+    pub async fn state_at(&self, params: &ChainParams, height: u64) -> StoreResult<ChainState> {
+        let mut tx = self.pool.begin().await?;
+        let result = load_state_in(&mut tx, params, Some(height)).await;
+        finish(tx, result).await
+    }
+
+    /// Hashes of the stored blocks `from..=to` in height order (those that exist).
+    pub async fn hashes(&self, from: u64, to_inclusive: u64) -> StoreResult<Vec<(u64, BlockHash)>> {
+        if from > to_inclusive {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT height, hash FROM blocks WHERE height BETWEEN ? AND ? ORDER BY height",
+        )
+        .bind(to_i64(from, "height")?)
+        .bind(to_i64(to_inclusive, "height")?)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let height = u64_col(row, "height")?;
+                let hash: Vec<u8> = row.try_get("hash")?;
+                Ok((height, hash_from(&hash, "blocks.hash")?))
+            })
+            .collect()
+    }
+
+    /// Replaces the blocks above `fork_height` with `branch` (each with the state after it and
+    /// its receipt, in height order, the first one building on the block at `fork_height`),
+    /// in one transaction: the old blocks, their transaction index rows and snapshots go, the
+    /// new ones come in, and the tip moves. A crash leaves the old chain or the new one.
+    /// Returns the blocks that were removed, oldest first. The caller validated the branch.
+    pub async fn reorganize(
+        &self,
+        fork_height: u64,
+        branch: &[(Block, ChainState, BlockReceipt)],
+    ) -> StoreResult<Vec<Block>> {
+        let mut prepared = Vec::with_capacity(branch.len());
+        for (block, state, receipt) in branch {
+            prepared.push(self.prepare(block, state, receipt)?);
+        }
+        let mut writer = self.writer.lock().await;
+        let conn = writer.as_mut().ok_or(StoreError::Closed)?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let result = async {
+            let removed = rewind_in(&mut tx, fork_height).await?;
+            for b in &prepared {
+                append_in(&mut tx, b, self.snapshot_interval).await?;
+            }
+            Ok(removed)
+        }
+        .await;
         finish(tx, result).await
     }
 }
@@ -604,9 +672,11 @@ async fn stored_params_in(conn: &mut SqliteConnection) -> StoreResult<Option<Cha
     Ok(Some(params))
 }
 
+/// The state after block `upto` (default: the tip).
 async fn load_state_in(
     conn: &mut SqliteConnection,
     params: &ChainParams,
+    upto: Option<u64>,
 ) -> StoreResult<ChainState> {
     let stored = meta_get(conn, META_PARAMS_HASH)
         .await?
@@ -616,7 +686,25 @@ async fn load_state_in(
     if stored != configured {
         return Err(StoreError::ParamsMismatch { stored, configured });
     }
-    let (tip_height, tip_hash) = read_tip(conn).await?.ok_or(StoreError::NotInitialized)?;
+    let (stored_tip, stored_tip_hash) = read_tip(conn).await?.ok_or(StoreError::NotInitialized)?;
+    let (tip_height, tip_hash) = match upto {
+        None => (stored_tip, stored_tip_hash),
+        Some(h) if h > stored_tip => {
+            return Err(refused(
+                format!("state at {h}"),
+                format!("the tip is {stored_tip}"),
+            ))
+        }
+        Some(h) => {
+            let row = sqlx::query("SELECT hash FROM blocks WHERE height = ?")
+                .bind(to_i64(h, "height")?)
+                .fetch_optional(&mut *conn)
+                .await?
+                .ok_or_else(|| corrupt(format!("block {h}"), "missing"))?;
+            let hash: Vec<u8> = row.try_get("hash")?;
+            (h, hash_from(&hash, "blocks.hash")?)
+        }
+    };
 
     let row = sqlx::query(
         "SELECT height, state FROM snapshots WHERE height <= ? ORDER BY height DESC LIMIT 1",
@@ -792,6 +880,42 @@ async fn append_in(
             .await?;
     }
     meta_put(conn, META_TIP, &tip_bytes(b.height, &b.hash)).await
+}
+
+/// Removes every block above `fork_height` (with its transaction rows and snapshot) and makes
+/// the block at `fork_height` the tip; returns the removed blocks, oldest first.
+async fn rewind_in(conn: &mut SqliteConnection, fork_height: u64) -> StoreResult<Vec<Block>> {
+    let (tip_height, _) = read_tip(conn).await?.ok_or(StoreError::NotInitialized)?;
+    if fork_height > tip_height {
+        return Err(refused(
+            format!("rewind to {fork_height}"),
+            format!("the tip is {tip_height}"),
+        ));
+    }
+    let above = to_i64(fork_height, "height")?;
+    let rows = sqlx::query("SELECT height, block FROM blocks WHERE height > ? ORDER BY height")
+        .bind(above)
+        .fetch_all(&mut *conn)
+        .await?;
+    let removed = rows
+        .iter()
+        .map(block_from_row)
+        .collect::<StoreResult<Vec<Block>>>()?;
+    let row = sqlx::query("SELECT hash FROM blocks WHERE height = ?")
+        .bind(above)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| corrupt(format!("block {fork_height}"), "missing"))?;
+    let fork_hash: Vec<u8> = row.try_get("hash")?;
+    let fork_hash = hash_from(&fork_hash, "blocks.hash")?;
+    for table in ["txs", "snapshots", "blocks"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE height > ?"))
+            .bind(above)
+            .execute(&mut *conn)
+            .await?;
+    }
+    meta_put(conn, META_TIP, &tip_bytes(fork_height, &fork_hash)).await?;
+    Ok(removed)
 }
 
 /// Ends a transaction: commits when `result` is a success, rolls back otherwise (at once, so
@@ -1296,6 +1420,58 @@ mod tests {
         assert_eq!(snapshot_heights(&store).await, vec![0, 2, 4]);
         let loaded = store.load_state(&chain.params).await.unwrap();
         assert_eq!(&loaded, last_state);
+    }
+
+    /// A reorganization swaps the blocks above the fork point in one transaction: the old
+    /// blocks come back to the caller, their transactions and snapshots are gone, the state
+    /// at any height rebuilds exactly, and a reopened store loads the new chain.
+    #[tokio::test]
+    async fn reorganize_replaces_the_blocks_above_the_fork_point() {
+        let old = Chain::build("x", 24, 2);
+        let mut new = Chain::build("x", 20, 2);
+        new.proposer = Keypair::from_seed([201; 32]);
+        for _ in 0..6 {
+            new.grow(1);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(&old, &dir, 10).await;
+        // Sender 1's transfer: the new branch only carries sender 0's.
+        let gone_tx = old.block(22).0.txs[1].id();
+        assert!(store.tx(&gone_tx).await.unwrap().is_some());
+        assert_eq!(snapshot_heights(&store).await, vec![0, 10, 20]);
+
+        assert_eq!(
+            store.state_at(&old.params, 15).await.unwrap(),
+            old.block(15).1,
+            "the state at a past height rebuilds exactly"
+        );
+        let branch: Vec<_> = new.blocks[20..].to_vec();
+        let removed = store.reorganize(20, &branch).await.unwrap();
+        let removed_hashes: Vec<_> = removed.iter().map(Block::hash).collect();
+        let expected: Vec<_> = old.blocks[20..].iter().map(|(b, _, _)| b.hash()).collect();
+        assert_eq!(removed_hashes, expected, "the old blocks, oldest first");
+
+        let (tip_block, tip_state, _) = new.block(26);
+        assert_eq!(store.tip().await.unwrap(), Some((26, tip_block.hash())));
+        assert_eq!(store.tx(&gone_tx).await.unwrap(), None);
+        assert_eq!(
+            store.block_by_height(21).await.unwrap().unwrap().hash(),
+            new.block(21).0.hash()
+        );
+        assert_eq!(store.load_state(&new.params).await.unwrap(), *tip_state);
+        assert_eq!(
+            store.state_at(&new.params, 23).await.unwrap(),
+            new.block(23).1
+        );
+
+        // A branch that does not build on the fork point changes nothing.
+        let err = store.reorganize(19, &branch).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotNext { .. }), "{err}");
+        assert_eq!(store.tip().await.unwrap(), Some((26, tip_block.hash())));
+
+        store.close().await;
+        let reopened = Store::open(&db_path(&dir), 10).await.unwrap();
+        assert_eq!(reopened.load_state(&new.params).await.unwrap(), *tip_state);
     }
 
     #[tokio::test]

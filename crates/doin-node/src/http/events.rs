@@ -243,6 +243,20 @@ fn event_stream(
                 receipt,
                 tx_count,
             }) => block_event(&st.api, &header, &receipt, tx_count),
+            Ok(ChainEvent::Reorg {
+                fork_height,
+                depth,
+                old_tip,
+                new_tip,
+            }) => json_event(
+                "reorg",
+                &serde_json::json!({
+                    "fork_height": fork_height,
+                    "depth": depth,
+                    "old_tip": old_tip,
+                    "new_tip": new_tip,
+                }),
+            ),
             Err(RecvError::Lagged(skipped)) => {
                 json_event("lagged", &serde_json::json!({ "skipped": skipped }))
             }

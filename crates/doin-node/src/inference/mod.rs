@@ -485,7 +485,7 @@ pub async fn run(service: Arc<InferenceService>, mut stop: watch::Receiver<bool>
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Ok(ChainEvent::Block { .. })
+                Ok(ChainEvent::Block { .. } | ChainEvent::Reorg { .. })
                 | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => service.refresh_models(),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             },

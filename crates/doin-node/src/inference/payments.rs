@@ -410,7 +410,7 @@ pub async fn run_settlement(
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Ok(ChainEvent::Block { .. }) => desk.on_block(&ctx),
+                Ok(ChainEvent::Block { .. } | ChainEvent::Reorg { .. }) => desk.on_block(&ctx),
                 // Missed some blocks: the state is what matters, not each event.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => desk.on_block(&ctx),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,

@@ -39,7 +39,8 @@ pub async fn run(
                 Ok(ChainEvent::Block { receipt, .. }) => {
                     feed_champions(&ctx, &optimizers, &receipt.verdicts);
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                // The new branch's blocks follow as `Block` events.
+                Ok(ChainEvent::Reorg { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         }

@@ -246,7 +246,7 @@ async fn submit_optimae(
                     .any(|(c, _)| c == &commitment)
                     .then_some(Err(()))
             }),
-        None => None,
+        Some(ChainEvent::Reorg { .. }) | None => None,
     })
     .await;
     match verdict {
