@@ -392,6 +392,10 @@
       if (!state.status || data.chain_height >= state.status.chain_height) renderStatus(data);
     } else if (kind === 'block') {
       applyBlock(data);
+    } else if (kind === 'reorg') {
+      logEvent(`reorganized: ${data.depth} blocks above height ${data.fork_height} replaced`, 'warn');
+      // The next status may show a lower height (a heavier but shorter branch).
+      state.status = null;
     } else if (kind === 'lagged') {
       logEvent(`fell behind: ${data.skipped} events skipped`, 'warn');
     }
@@ -412,6 +416,7 @@
     };
     source.addEventListener('status', handle('status'));
     source.addEventListener('block', handle('block'));
+    source.addEventListener('reorg', handle('reorg'));
     source.addEventListener('lagged', handle('lagged'));
     source.addEventListener('open', () => {
       conn.textContent = 'live';
