@@ -349,3 +349,198 @@ pub async fn canonical_hash(
 fn finalized(ctx: &NodeContext, tip_height: u64) -> u64 {
     doin_core::chain::finalized_height(tip_height, ctx.params.finality_depth)
 }
+
+#[cfg(test)]
+mod tests {
+    use doin_core::amount::Amount;
+    use doin_core::fee::FeeBid;
+    use doin_core::hash::Hash32;
+    use doin_core::identity::Keypair;
+    use doin_core::params::ChainParams;
+    use doin_core::tx::{SignedTx, TxBody, TxKind};
+
+    use super::*;
+
+    fn node_key() -> Keypair {
+        Keypair::from_seed([1; 32])
+    }
+    fn other_key() -> Keypair {
+        Keypair::from_seed([9; 32])
+    }
+    fn alice() -> Keypair {
+        Keypair::from_seed([2; 32])
+    }
+
+    /// A dev chain where alice holds 100 DOIN and nobody is bonded (everyone may propose).
+    async fn node(dir: &std::path::Path) -> Arc<NodeContext> {
+        let mut params = ChainParams::dev("reorg");
+        params.genesis_allocations = vec![(alice().account(), Amount::from_doin(100))];
+        crate::test_support::context(dir, params, node_key(), &[]).await
+    }
+
+    fn transfer(ctx: &NodeContext, nonce: u64, amount: Amount) -> SignedTx {
+        TxBody {
+            chain_id: ctx.params.chain_id.clone(),
+            sender: alice().account(),
+            nonce,
+            fee: FeeBid {
+                max_fee: Amount(10_000),
+                tip: Amount(10),
+            },
+            kind: TxKind::Transfer {
+                to: Keypair::from_seed([3; 32]).account(),
+                amount,
+            },
+        }
+        .sign(&alice())
+    }
+
+    /// Blocks built by `key` on top of `state`, each carrying the matching entry of `txs`.
+    fn branch(
+        ctx: &NodeContext,
+        mut state: ChainState,
+        key: &Keypair,
+        txs: Vec<Vec<SignedTx>>,
+    ) -> (Vec<Block>, ChainState) {
+        let mut blocks = Vec::new();
+        for block_txs in txs {
+            let ts = state.empty_block_allowed_from(&ctx.params);
+            let built = state.build_block(&ctx.params, key, ts, block_txs).unwrap();
+            blocks.push(built.block);
+            state = built.state;
+        }
+        (blocks, state)
+    }
+
+    /// The node's own chain: `txs` blocks produced and committed by the node.
+    async fn grow(ctx: &Arc<NodeContext>, txs: Vec<Vec<SignedTx>>) {
+        let (blocks, _) = branch(ctx, (*ctx.view().state).clone(), &ctx.key, txs);
+        for block in blocks {
+            assert_eq!(import_block(ctx, block).await.unwrap(), Imported::Extended);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_branch_with_more_work_replaces_the_tip_and_rolls_the_state_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = node(dir.path()).await;
+        let mut events = ctx.events.subscribe();
+        grow(&ctx, vec![vec![], vec![]]).await;
+        let fork_state = (*ctx.view().state).clone();
+        // Our chain moves 5 DOIN at height 3.
+        let moved = transfer(&ctx, 0, Amount::from_doin(5));
+        grow(&ctx, vec![vec![moved.clone()], vec![], vec![]]).await;
+        assert_eq!(ctx.view().state.height, 5);
+
+        // A competing branch from height 2, one block longer, without the transfer.
+        let (blocks, expected) = branch(&ctx, fork_state, &other_key(), vec![vec![]; 4]);
+        let mut outcomes = Vec::new();
+        for block in blocks.clone() {
+            outcomes.push(import_block(&ctx, block).await.unwrap());
+        }
+        assert_eq!(&outcomes[..2], &[Imported::Side, Imported::Side]);
+        assert!(
+            outcomes
+                .iter()
+                .any(|o| matches!(o, Imported::Reorganized { depth: 3 })),
+            "{outcomes:?}"
+        );
+
+        // The state is the branch's, to the last field; storage agrees; the transfer is
+        // pending again.
+        let view = ctx.view();
+        assert_eq!(*view.state, expected);
+        assert_eq!(view.tip, blocks[3].header);
+        assert_eq!(ctx.store.load_state(&ctx.params).await.unwrap(), expected);
+        assert_eq!(
+            ctx.store.block_by_height(3).await.unwrap().unwrap().hash(),
+            blocks[0].hash()
+        );
+        assert_eq!(
+            view.state.account(&alice().account()).balance,
+            Amount::from_doin(100)
+        );
+        assert!(ctx.mempool.lock().unwrap().contains(&moved.id()));
+
+        let mut reorgs = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            if let ChainEvent::Reorg {
+                fork_height, depth, ..
+            } = event
+            {
+                reorgs.push((fork_height, depth));
+            }
+        }
+        assert_eq!(reorgs, vec![(2, 3)]);
+
+        // The replaced blocks are kept aside: the old branch is known, not invalid.
+        let writer = ctx.net.writer.lock().await;
+        assert_eq!(writer.side.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_branch_leaving_below_the_finalized_height_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = node(dir.path()).await;
+        grow(&ctx, vec![vec![]; 2]).await;
+        let fork_state = (*ctx.view().state).clone();
+        grow(&ctx, vec![vec![]; 8]).await;
+        let tip = ctx.view().tip;
+        // Forks at 2; finalized is 10 - 6 = 4. Twelve blocks of "work" change nothing.
+        let (blocks, _) = branch(&ctx, fork_state, &other_key(), vec![vec![]; 12]);
+        let err = import_block(&ctx, blocks[0].clone()).await.unwrap_err();
+        assert!(
+            matches!(err, ImportError::BeyondFinality { height: 3, .. }),
+            "{err}"
+        );
+        for block in blocks.into_iter().skip(1) {
+            assert!(import_block(&ctx, block).await.is_err());
+        }
+        assert_eq!(ctx.view().tip, tip);
+        assert!(ctx.net.writer.lock().await.side.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_branch_with_an_invalid_block_is_dropped_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = node(dir.path()).await;
+        grow(&ctx, vec![vec![]; 2]).await;
+        let fork_state = (*ctx.view().state).clone();
+        grow(&ctx, vec![vec![]; 2]).await;
+        let before = ctx.view();
+        // A longer branch whose second block lies about its state root (properly signed).
+        let (mut blocks, _) = branch(&ctx, fork_state, &other_key(), vec![vec![]; 4]);
+        let mut header = blocks[1].header.clone();
+        header.state_root = Hash32([7; 32]);
+        blocks[1] = Block::seal(header, Vec::new(), &other_key());
+        let mut parent = blocks[1].hash();
+        for block in &mut blocks[2..] {
+            let mut header = block.header.clone();
+            header.parent = parent;
+            *block = Block::seal(header, Vec::new(), &other_key());
+            parent = block.hash();
+        }
+        let mut outcomes = Vec::new();
+        for block in blocks {
+            outcomes.push(import_block(&ctx, block).await);
+        }
+        // Found invalid when the branch is re-executed (when it first outweighs the tip);
+        // what builds on the invalid block then has no known parent.
+        assert!(
+            outcomes
+                .iter()
+                .any(|o| matches!(o, Err(ImportError::Invalid(_)))),
+            "{outcomes:?}"
+        );
+        assert!(outcomes
+            .iter()
+            .all(|o| !matches!(o, Ok(Imported::Extended | Imported::Reorganized { .. }))));
+        let after = ctx.view();
+        assert_eq!(after.tip, before.tip);
+        assert_eq!(*after.state, *before.state);
+        assert_eq!(
+            ctx.store.tip().await.unwrap(),
+            Some((before.tip.height, before.tip.hash()))
+        );
+    }
+}

@@ -19,4 +19,6 @@ pub mod producer;
 pub mod roles;
 pub mod settings;
 pub mod storage;
+#[cfg(test)]
+mod test_support;
 pub mod wallet_cli;

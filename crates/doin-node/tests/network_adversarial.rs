@@ -1,7 +1,7 @@
 //! A hostile peer against a real `doin-node` process.
 //!
-//! - It gossips transactions with forged signatures and blocks with a wrong state root on
-//!   top of the node's tip, and replays an honest transaction. The node applies none of it,
+//! - It gossips transactions with forged signatures and blocks with a wrong state root or a
+//!   reward it paid itself on top of the node's tip, and replays an honest transaction. The node applies none of it,
 //!   keeps producing its own chain, and drops the peer once its score sinks; the replay is
 //!   ignored without blame and applied once.
 //! - It attacks the optimae lifecycle: a fake performance claim, a withheld reveal and a vote
@@ -48,16 +48,37 @@ fn forged_transfer(chain_id: &str, victim: AccountId, forger: &Keypair, nonce: u
     tx
 }
 
-/// A block on top of the node's tip, signed by `attacker`, whose state root is made up.
-fn bad_block(node: &Node, attacker: &Keypair) -> Block {
-    let latest = get(node, "/chain/block/latest");
-    let tip: BlockHeader = serde_json::from_value(latest["header"].clone()).unwrap();
+/// An empty block on top of the node's tip, signed by `attacker`, right in every header field
+/// up to the one it lies about: a made-up state root, or (with `greedy`) twice the reward.
+/// The next difficulty and base fee come from the node's API, read at one height.
+fn bad_block(node: &Node, attacker: &Keypair, greedy: bool) -> Block {
+    let (tip, difficulty, base_fee) = loop {
+        let latest = get(node, "/chain/block/latest");
+        let difficulty = get(node, "/chain/difficulty");
+        let status = get(node, "/status");
+        let tip: BlockHeader = serde_json::from_value(latest["header"].clone()).unwrap();
+        if difficulty["height"] == tip.height && status["chain_height"] == tip.height {
+            let base_fee: Amount = serde_json::from_value(status["base_fee"].clone()).unwrap();
+            break (tip, difficulty["threshold"].as_u64().unwrap(), base_fee);
+        }
+    };
     let mut header = tip.clone();
     header.height = tip.height + 1;
     header.parent = tip.hash();
     header.timestamp_ms = tip.timestamp_ms + 1_000;
     header.proposer = attacker.account();
-    header.state_root = Hash32([0xab; 32]);
+    header.tx_root = doin_core::hash::merkle_root(&[]);
+    header.work = 0;
+    header.difficulty = difficulty;
+    header.base_fee = base_fee;
+    header.cumulative_work = tip.cumulative_work + 1;
+    // An empty block without verdicts mints what the tip minted (the test chain has no
+    // domains, so no block carries verdicts).
+    if greedy {
+        header.minted = Amount(tip.minted.0 * 2);
+    } else {
+        header.state_root = Hash32([0xab; 32]);
+    }
     Block::seal(header, Vec::new(), attacker)
 }
 
@@ -155,7 +176,7 @@ fn forged_transactions_and_bad_blocks_are_rejected_and_the_sender_dropped() {
             let _ = handle
                 .publish(&Topic::Txs, &GossipMessage::Tx(Box::new(forged)))
                 .await;
-            let block = tokio::task::block_in_place(|| bad_block(&node, &attacker));
+            let block = tokio::task::block_in_place(|| bad_block(&node, &attacker, nonce % 2 == 0));
             let _ = handle
                 .publish(&Topic::Blocks, &GossipMessage::Block(Box::new(block)))
                 .await;
@@ -193,6 +214,8 @@ fn forged_transactions_and_bad_blocks_are_rejected_and_the_sender_dropped() {
     }
     let log = node.stop();
     assert!(log.contains("invalid block from"), "{log}");
+    assert!(log.contains("minted: header says"), "{log}");
+    assert!(log.contains("state_root: header says"), "{log}");
 }
 
 /// `GET /tx/{id}`'s status (`pending`, `confirmed`), or `unknown` for a 404.

@@ -1,15 +1,13 @@
 //! The API driven through the router (`tower::ServiceExt::oneshot`), and once over a real
 //! socket. Every response is checked to be JSON, errors included.
 
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
-use tokio::sync::{broadcast, Notify};
 use tower::ServiceExt;
 
 use doin_core::amount::Amount;
@@ -18,17 +16,14 @@ use doin_core::fee::FeeBid;
 use doin_core::hash::Hash32;
 use doin_core::identity::{AccountId, Keypair, Signature};
 use doin_core::params::{ChainParams, DomainId};
-use doin_core::state::{ChainState, Champion};
+use doin_core::state::Champion;
 use doin_core::tx::{SignedTx, TxBody, TxKind};
 
 use super::{router, serve, with_layers, MAX_BODY_BYTES};
-use crate::blobs::BlobStore;
-use crate::context::{now_ms, ChainView, DomainRuntime, NetLink, NodeContext};
+use crate::context::{ChainView, NodeContext};
 use crate::inference::payments::PaymentDesk;
 use crate::inference::voucher_store::VoucherStore;
 use crate::inference::InferenceService;
-use crate::mempool::Mempool;
-use crate::storage::Store;
 use doin_core::config::InferenceConfig;
 
 /// `GET /metrics`.
@@ -100,37 +95,7 @@ async fn test_node(blocks: u64) -> TestNode {
     ];
     params.genesis_evaluators = vec![(quadratic(), node_key().account())];
     params.validate().unwrap();
-    let (genesis, state) = ChainState::genesis(&params);
-    let store = Store::open(&dir.path().join("chain.db"), 100)
-        .await
-        .unwrap();
-    store.init(&params, &genesis, &state).await.unwrap();
-    let blobs = BlobStore::open(&dir.path().join("params")).unwrap();
-    let ctx = Arc::new(NodeContext {
-        params,
-        key: node_key(),
-        store,
-        blobs,
-        chain: RwLock::new(ChainView {
-            state: Arc::new(state),
-            tip: genesis.header.clone(),
-        }),
-        mempool: Mutex::new(Mempool::new(1000)),
-        domains: vec![DomainRuntime {
-            id: quadratic(),
-            optimize: true,
-            evaluate: true,
-            target_performance: Some(-1.0),
-            converged: AtomicBool::new(false),
-            rounds: AtomicU64::new(3),
-        }],
-        events: broadcast::channel(64).0,
-        new_tx: Notify::new(),
-        own_tx: Mutex::new(()),
-        node_label: "test-node".into(),
-        started_at_ms: now_ms(),
-        net: NetLink::default(),
-    });
+    let ctx = crate::test_support::context(dir.path(), params, node_key(), &[quadratic()]).await;
     for _ in 0..blocks {
         add_block(&ctx, Vec::new()).await;
     }
