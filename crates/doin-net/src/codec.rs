@@ -7,7 +7,6 @@
 
 use std::io;
 
-use async_trait::async_trait;
 use doin_core::encode::{decode_versioned, encode_versioned};
 use doin_core::wire::{SyncRequest, SyncResponse, MAX_PARAMS_BYTES};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -64,7 +63,6 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
-#[async_trait]
 impl request_response::Codec for SyncCodec {
     type Protocol = StreamProtocol;
     type Request = SyncRequest;

@@ -17,6 +17,6 @@ pub use libp2p::gossipsub::MessageId;
 pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};
 pub use service::{
-    libp2p_keypair, start, Acceptance, NetConfig, NetError, NetEvent, NetHandle, PeerInfo, ReplyId,
-    EVENT_QUEUE, GRAYLIST_THRESHOLD,
+    libp2p_keypair, start, start_with_metrics, Acceptance, NetConfig, NetError, NetEvent,
+    NetHandle, PeerInfo, ReplyId, EVENT_QUEUE, GRAYLIST_THRESHOLD,
 };

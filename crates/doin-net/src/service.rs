@@ -11,6 +11,13 @@
 //! ([`NetHandle::validate`]). Messages that do not even decode are rejected here. A rejected
 //! message counts against its sender's peer score; a peer whose score falls below the
 //! graylist threshold is disconnected.
+//!
+//! **Metrics** ([`start_with_metrics`]): libp2p's own metrics (`libp2p-metrics`) go into the
+//! caller's `prometheus_client` registry under the prefix `libp2p`: the swarm's connection
+//! and listener events, gossipsub, identify and kademlia events (recorded by the swarm task
+//! as it handles them) and the bytes sent and received per transport protocol stack.
+//! `libp2p-metrics` has no recorder for request-response, so sync requests are not among
+//! them (their connections are).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -19,6 +26,7 @@ use doin_core::identity::Keypair;
 use doin_core::wire::{GossipMessage, SyncRequest, SyncResponse, Topic, MAX_GOSSIP_BLOCK_BYTES};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId};
+use libp2p::metrics::{Metrics, Recorder, Registry};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
@@ -371,21 +379,60 @@ pub fn start(
     key: &Keypair,
     config: NetConfig,
 ) -> Result<(NetHandle, mpsc::Receiver<NetEvent>), NetError> {
+    start_inner(key, config, None)
+}
+
+/// [`start`], recording libp2p's metrics into `registry` (under the prefix `libp2p`, below
+/// the registry's own prefix): the registry is borrowed only to register the metric families;
+/// the swarm task keeps the metrics and records its events into them from then on.
+pub fn start_with_metrics(
+    key: &Keypair,
+    config: NetConfig,
+    registry: &mut Registry,
+) -> Result<(NetHandle, mpsc::Receiver<NetEvent>), NetError> {
+    start_inner(key, config, Some(registry))
+}
+
+fn start_inner(
+    key: &Keypair,
+    config: NetConfig,
+    registry: Option<&mut Registry>,
+) -> Result<(NetHandle, mpsc::Receiver<NetEvent>), NetError> {
     let identity = libp2p_keypair(key)?;
     let local_peer_id = identity.public().to_peer_id();
     let behaviour = build_behaviour(&identity, &config)?;
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
+    let transport = libp2p::SwarmBuilder::with_existing_identity(identity)
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
             yamux::Config::default,
         )
-        .map_err(|e| NetError::Transport(e.to_string()))?
-        .with_behaviour(|_| behaviour)
-        .map_err(|e| NetError::Transport(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
+        .map_err(|e| NetError::Transport(e.to_string()))?;
+    let swarm_config =
+        |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(60));
+    // The two branches differ in the transport's type (counting bytes wraps it), not in the
+    // swarm's.
+    let (mut swarm, metrics) = match registry {
+        Some(registry) => {
+            let metrics = Metrics::new(registry);
+            let swarm = transport
+                .with_bandwidth_metrics(registry)
+                .with_behaviour(|_| behaviour)
+                .map_err(|e| NetError::Transport(e.to_string()))?
+                .with_swarm_config(swarm_config)
+                .build();
+            (swarm, Some(metrics))
+        }
+        None => {
+            let swarm = transport
+                .with_behaviour(|_| behaviour)
+                .map_err(|e| NetError::Transport(e.to_string()))?
+                .with_swarm_config(swarm_config)
+                .build();
+            (swarm, None)
+        }
+    };
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
@@ -403,6 +450,7 @@ pub fn start(
     let (events, event_rx) = mpsc::channel(EVENT_QUEUE);
     let task = Task {
         swarm,
+        metrics,
         events,
         max_peers: config.max_peers,
         replies: HashMap::new(),
@@ -424,6 +472,8 @@ pub fn start(
 /// The swarm and what it must remember between events.
 struct Task {
     swarm: Swarm<Behaviour>,
+    /// libp2p's metrics, when the caller gave a registry.
+    metrics: Option<Metrics>,
     events: mpsc::Sender<NetEvent>,
     max_peers: usize,
     /// Inbound requests waiting for the application's answer.
@@ -563,6 +613,9 @@ impl Task {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let Some(metrics) = &self.metrics {
+            record(metrics, &event);
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 self.emit(NetEvent::Listening(address));
@@ -690,5 +743,17 @@ impl Task {
             }
             _ => {}
         }
+    }
+}
+
+/// Records a swarm event, and the event of each behaviour `libp2p-metrics` knows, into
+/// libp2p's metrics (mDNS and request-response have no recorder).
+fn record(metrics: &Metrics, event: &SwarmEvent<BehaviourEvent>) {
+    metrics.record(event);
+    match event {
+        SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => metrics.record(e),
+        SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => metrics.record(e),
+        SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => metrics.record(e),
+        _ => {}
     }
 }

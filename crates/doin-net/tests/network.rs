@@ -1,6 +1,7 @@
 //! Real libp2p swarms on loopback: discovery from one bootstrap address, validated gossip,
 //! a parameter blob of several MB by request-response, and a peer that sends garbage gets
-//! penalized and disconnected while honest traffic goes on. Every wait is bounded.
+//! penalized and disconnected while honest traffic goes on, and libp2p's metrics record what
+//! happened. Every wait is bounded.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,6 +14,7 @@ use doin_core::plugin::params_hash;
 use doin_core::tx::{TxBody, TxKind};
 use doin_core::wire::{GossipMessage, SyncRequest, SyncResponse, Topic};
 use doin_net::{Acceptance, Multiaddr, NetConfig, NetEvent, NetHandle, PeerId};
+use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
@@ -26,9 +28,19 @@ struct Node {
 }
 
 async fn node(seed: u8, bootstrap: Vec<Multiaddr>) -> Node {
+    node_with(seed, bootstrap, None).await
+}
+
+/// A node that records libp2p's metrics into `registry`, if given.
+async fn node_with(seed: u8, bootstrap: Vec<Multiaddr>, registry: Option<&mut Registry>) -> Node {
     let mut config = NetConfig::loopback(CHAIN);
     config.bootstrap = bootstrap;
-    let (handle, mut events) = doin_net::start(&Keypair::from_seed([seed; 32]), config).unwrap();
+    let key = Keypair::from_seed([seed; 32]);
+    let (handle, mut events) = match registry {
+        Some(registry) => doin_net::start_with_metrics(&key, config, registry),
+        None => doin_net::start(&key, config),
+    }
+    .unwrap();
     let addr = timeout(WAIT, async {
         loop {
             if let Some(NetEvent::Listening(a)) = events.recv().await {
@@ -264,4 +276,75 @@ async fn a_peer_sending_garbage_is_penalized_and_dropped() {
         );
     }
     let _ = &mut liar;
+}
+
+/// The value of the first sample named `name` whose labels contain every one of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libp2p_metrics_record_connections_gossip_identify_and_bytes() {
+    let mut registry = Registry::with_prefix("doin");
+    let mut a = node_with(31, Vec::new(), Some(&mut registry)).await;
+    let b = node(32, vec![a.addr.clone()]).await;
+    for n in [&a, &b] {
+        n.handle.subscribe(&Topic::Txs).await.unwrap();
+    }
+    publish_until_received(&b, &mut a, 0).await;
+    // Every sample that must be there (name, labels that must be among its labels).
+    let wanted: &[(&str, &[&str])] = &[
+        // a listened and b connected to it.
+        ("doin_libp2p_swarm_new_listen_addr_total", &[]),
+        (
+            "doin_libp2p_swarm_connections_established_total",
+            &["role=\"Listener\"", "protocols=\"/ip4/tcp\""],
+        ),
+        // The message a received.
+        ("doin_libp2p_gossipsub_messages_total", &[]),
+        // Identify ran over the connection, both ways.
+        ("doin_libp2p_identify_received_total", &[]),
+        ("doin_libp2p_identify_sent_total", &[]),
+        // b entered a's routing table.
+        (
+            "doin_libp2p_kad_routing_updated_total",
+            &["action=\"Added\""],
+        ),
+        // Bytes counted by the transport, both ways.
+        (
+            "doin_libp2p_bandwidth_bytes_total",
+            &["direction=\"Inbound\""],
+        ),
+        (
+            "doin_libp2p_bandwidth_bytes_total",
+            &["direction=\"Outbound\""],
+        ),
+    ];
+    let missing = |text: &str| {
+        wanted
+            .iter()
+            .filter(|(name, labels)| !sample(text, name, labels).is_some_and(|v| v >= 1.0))
+            .map(|(name, labels)| format!("{name}{labels:?}"))
+            .collect::<Vec<_>>()
+    };
+    // Some are recorded a moment after the message arrived (identify, the routing table).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let missing = missing(&text);
+        if missing.is_empty() {
+            assert!(text.trim_end().ends_with("# EOF"), "{text}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "missing {missing:?} in:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -2,7 +2,7 @@
 //!
 //! One [`Metrics`] per node owns a `prometheus_client` [`Registry`] with the prefix `doin`
 //! and typed metric families. `prometheus-client` is the library `libp2p-metrics` uses (the
-//! same version), so the networking layer can register libp2p's metrics into this registry
+//! same version), so the networking layer registers libp2p's metrics into this registry
 //! ([`Metrics::registry_mut`], before the `Metrics` is shared) and one scrape returns both.
 //!
 //! Where the values come from:
@@ -25,9 +25,16 @@
 //! - **Reorganizations** ([`Metrics::record_reorg`]): count and depth (blocks replaced), from
 //!   the chain event stream; the block counters then count the new branch's blocks.
 //!
-//! Left out on purpose, until it has a real source: libp2p's own metrics (libp2p-metrics for
-//! libp2p 0.56 is built on an older prometheus-client than this registry). Reporting zeros
-//! for them would look like a feature that works.
+//! - **libp2p** (`doin_libp2p_*`, only on a node with networking): `libp2p-metrics`' own
+//!   families, registered when the swarm starts ([`crate::network::open`]) and recorded by
+//!   the swarm task from the events it handles: the swarm's connections (established,
+//!   incoming, errors, establishment time, duration, by role and transport stack), dials and
+//!   listen addresses; gossipsub messages received; identify exchanges and the peers'
+//!   protocols and addresses; kademlia routing table updates, inbound requests and queries;
+//!   and `doin_libp2p_bandwidth_bytes_total`, bytes in and out counted by the transport.
+//!   `libp2p-metrics` has no request-response recorder: sync requests show up only in the
+//!   connection and byte counts. A labelled family with no sample yet (no connection error
+//!   so far, say) is left out of a scrape, as by every `prometheus_client` family.
 //!
 //! Two text formats, chosen by the scraper's `Accept` header ([`Format::negotiate`]):
 //! OpenMetrics 1.0 (what Prometheus asks for) straight from
@@ -392,8 +399,8 @@ impl Metrics {
             .inc();
     }
 
-    /// The registry, to register more metrics (libp2p's, through `libp2p-metrics`) before
-    /// the `Metrics` is shared.
+    /// The registry, to register more metrics (libp2p's, through `libp2p-metrics`: see
+    /// [`crate::network::open`]) before the `Metrics` is shared.
     pub fn registry_mut(&mut self) -> &mut Registry {
         &mut self.registry
     }

@@ -36,16 +36,26 @@ pub const BLOCKS_PER_REQUEST: usize = 64;
 /// Most bytes of blocks put into one answer (bounded below the codec's response limit).
 const MAX_BLOCKS_ANSWER_BYTES: usize = 48 << 20;
 
-/// Starts the network service when the config asks for one (`p2p.listen` or
-/// `bootstrap_peers`); returns without doing anything otherwise.
-pub async fn start(
-    ctx: Arc<NodeContext>,
+/// The network service, running (its swarm listens, dials and records libp2p's metrics) but
+/// not yet wired to the chain: [`open`] makes it, [`start`] wires it.
+#[derive(Debug)]
+pub struct Opened {
+    handle: NetHandle,
+    events: mpsc::Receiver<NetEvent>,
+    addr_file: std::path::PathBuf,
+}
+
+/// Starts the swarm when the config asks for one (`p2p.listen` or `bootstrap_peers`),
+/// recording libp2p's metrics into `registry` (the node's, before it is shared: see
+/// [`crate::metrics`]); `None` otherwise. Its events wait (bounded) until [`start`]: no
+/// gossip topic is subscribed and no request is answered before.
+pub fn open(
+    ctx: &NodeContext,
     config: &NodeConfig,
-    metrics: Arc<crate::metrics::Metrics>,
-    stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+    registry: &mut prometheus_client::registry::Registry,
+) -> anyhow::Result<Option<Opened>> {
     if config.p2p.listen.is_empty() && config.bootstrap_peers.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let listen = if config.p2p.listen.is_empty() {
         vec!["/ip4/0.0.0.0/tcp/0".to_string()]
@@ -75,7 +85,28 @@ pub async fn start(
     };
     let addr_file = config.data_dir.join("p2p.addr");
     let _ = std::fs::remove_file(&addr_file);
-    let (handle, events) = doin_net::start(&ctx.key, net_config)?;
+    let (handle, events) = doin_net::start_with_metrics(&ctx.key, net_config, registry)?;
+    Ok(Some(Opened {
+        handle,
+        events,
+        addr_file,
+    }))
+}
+
+/// Wires an [`open`]ed network to the chain: subscribes to the chain's topics (and the
+/// configured domains') and spawns the tasks that handle gossip, sync and requests.
+pub async fn start(
+    opened: Opened,
+    ctx: Arc<NodeContext>,
+    config: &NodeConfig,
+    metrics: Arc<crate::metrics::Metrics>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let Opened {
+        handle,
+        events,
+        addr_file,
+    } = opened;
     let _ = ctx.net.handle.set(handle.clone());
     handle.subscribe(&Topic::Blocks).await?;
     handle.subscribe(&Topic::Txs).await?;

@@ -209,6 +209,7 @@ pub async fn run(settings: Settings, registry: PluginRegistry) -> anyhow::Result
                 .with_baseline_performance(Some(domain_params.baseline_performance));
             let mut engine = doin_optimizer::Engine::new(plugin, d.optimizer_setup(seed), stop)
                 .with_context(what)?;
+            let round_interval = doin_optimizer::round_interval(d).with_context(what)?;
             // Resume from the chain's champion, when this node holds its parameters.
             let champion = ctx.view().state.champions.get(&d.domain_id).cloned();
             if let Some(champion) = champion {
@@ -227,6 +228,7 @@ pub async fn run(settings: Settings, registry: PluginRegistry) -> anyhow::Result
                 Arc::clone(&ctx),
                 d.domain_id.clone(),
                 Box::new(engine),
+                round_interval,
                 stop_rx.clone(),
             )?);
             tracing::info!(
@@ -242,10 +244,14 @@ pub async fn run(settings: Settings, registry: PluginRegistry) -> anyhow::Result
         optimizers,
         stop_rx.clone(),
     ));
-    // One registry for the node: the block follower and the inference service record into
-    // it, `GET /metrics` reads it (through the inference service, see http::Api). The
+    // One registry for the node: the block follower, the inference service and the swarm
+    // record into it, `GET /metrics` reads it (through the inference service, see
+    // http::Api). The swarm starts first, so that libp2p's metrics are registered before
+    // the registry is shared; the node handles its events from `network::start` on. The
     // follower starts before the producer, so that it counts every block.
-    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let mut metrics = crate::metrics::Metrics::new();
+    let network = crate::network::open(&ctx, config, metrics.registry_mut())?;
+    let metrics = Arc::new(metrics);
     tokio::spawn(crate::metrics::run(
         Arc::clone(&metrics),
         Arc::clone(&ctx),
@@ -261,13 +267,16 @@ pub async fn run(settings: Settings, registry: PluginRegistry) -> anyhow::Result
             Ok(())
         })
     };
-    crate::network::start(
-        Arc::clone(&ctx),
-        config,
-        Arc::clone(&metrics),
-        stop_rx.clone(),
-    )
-    .await?;
+    if let Some(network) = network {
+        crate::network::start(
+            network,
+            Arc::clone(&ctx),
+            config,
+            Arc::clone(&metrics),
+            stop_rx.clone(),
+        )
+        .await?;
+    }
 
     let payments_path = config.data_dir.join("payments.db");
     let (vouchers, held) = VoucherStore::open(&payments_path, config.inference.voucher_fsync)

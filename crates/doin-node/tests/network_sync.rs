@@ -1,6 +1,7 @@
 //! Two real `doin-node` processes on loopback: a late joiner finds the producer from one
 //! bootstrap address, syncs its 1,200-block chain over request-response (validating every
-//! block), then follows new blocks by gossip; `GET /peers` shows the link.
+//! block), then follows new blocks by gossip; `GET /peers` shows the link, and `GET /metrics`
+//! the node's and libp2p's metrics of it, in a scrape `promtool check metrics` accepts.
 
 #![allow(clippy::unwrap_used)]
 
@@ -143,6 +144,41 @@ fn a_late_joiner_syncs_a_long_chain_and_follows_by_gossip() {
                 .starts_with("doin_gossip_messages_total{topic=\"blocks\",result=\"accepted\"}")),
         "{metrics}"
     );
+    // libp2p's own metrics, in the same registry: the joiner dialed the producer, identify
+    // ran, blocks came by gossip, and the synced chain came in over TCP (1,200 blocks: far
+    // more than 100 kB).
+    let libp2p = [
+        (
+            "doin_libp2p_swarm_connections_established_total",
+            &["role=\"Dialer\""][..],
+            1.0,
+        ),
+        ("doin_libp2p_identify_received_total", &[], 1.0),
+        ("doin_libp2p_gossipsub_messages_total", &[], 1.0),
+        (
+            "doin_libp2p_kad_routing_updated_total",
+            &["action=\"Added\""],
+            1.0,
+        ),
+        (
+            "doin_libp2p_bandwidth_bytes_total",
+            &["direction=\"Inbound\""],
+            100_000.0,
+        ),
+        (
+            "doin_libp2p_bandwidth_bytes_total",
+            &["direction=\"Outbound\""],
+            1_000.0,
+        ),
+    ];
+    for (name, labels, at_least) in libp2p {
+        let value = common::metric_sample(&metrics, name, labels);
+        assert!(
+            value.is_some_and(|v| v >= at_least),
+            "{name}{labels:?} is {value:?}, expected at least {at_least}:\n{metrics}"
+        );
+    }
+    common::assert_promtool_accepts(&metrics);
     let log = joiner.stop();
     assert!(log.contains("imported"), "{log}");
     producer.stop();
