@@ -177,6 +177,31 @@ fn positive_integer(field: &str, v: &Value) -> EngineResult<u64> {
         .ok_or_else(|| invalid(field, format!("must be an integer >= 1, got {v}")))
 }
 
+/// Longest `round_interval_ms` accepted (one minute).
+pub const MAX_ROUND_INTERVAL_MS: u64 = 60_000;
+
+/// `round_interval_ms` of a domain's optimization config: the least wall time one round takes
+/// in a node (0, the default, means as fast as the optimizer goes). A round of a real domain
+/// trains a model for seconds; the quadratic's takes microseconds, so an experiment that
+/// compares node counts paces it to give the network's latency its real weight. It also
+/// throttles how much compute an operator gives a domain.
+pub fn round_interval(domain: &DomainConfig) -> EngineResult<std::time::Duration> {
+    let config = domain.effective_optimization_config();
+    let ms = match config.get("round_interval_ms") {
+        None => 0,
+        Some(v) => v
+            .as_u64()
+            .filter(|ms| *ms <= MAX_ROUND_INTERVAL_MS)
+            .ok_or_else(|| {
+                invalid(
+                    "round_interval_ms",
+                    format!("must be an integer 0..={MAX_ROUND_INTERVAL_MS}, got {v}"),
+                )
+            })?,
+    };
+    Ok(std::time::Duration::from_millis(ms))
+}
+
 /// The seed of round `round` of a run seeded with `run_seed` (splitmix64 of both), so a run
 /// reproduces from its seed and no two rounds share one.
 pub fn round_seed(run_seed: u64, round: u64) -> u64 {

@@ -47,7 +47,7 @@ mod rng;
 pub mod surrogate;
 
 pub use engine::{
-    round_seed, Engine, EngineError, EngineResult, EngineStats, MigrationPolicy, OptimizerKind,
+    round_interval, round_seed, Engine, EngineError, EngineResult, EngineStats, MigrationPolicy, OptimizerKind,
     Step, StopSettings, DEFAULT_MIN_IMPROVEMENT, DEFAULT_OPTIMIZATION_PATIENCE,
 };
 pub use ga::{GaConfig, GaStats, Genetic, MetaOptimizer};

@@ -325,6 +325,32 @@ fn patience_reports_a_stall_and_progress_clears_it() {
 }
 
 #[test]
+fn the_round_interval_is_read_from_the_domain_config_and_bounded() {
+    let mut domain = DomainConfig::new(DomainId::new("quadratic").unwrap());
+    assert_eq!(
+        crate::round_interval(&domain).unwrap(),
+        std::time::Duration::ZERO
+    );
+    domain
+        .optimization_config
+        .insert("round_interval_ms".into(), json!(250));
+    assert_eq!(
+        crate::round_interval(&domain).unwrap(),
+        std::time::Duration::from_millis(250)
+    );
+    for bad in [json!(-1), json!(1.5), json!("fast"), json!(60_001)] {
+        domain
+            .optimization_config
+            .insert("round_interval_ms".into(), bad.clone());
+        let err = crate::round_interval(&domain).unwrap_err();
+        assert!(
+            matches!(&err, EngineError::InvalidSetting { field, .. } if field == "round_interval_ms"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
 fn settings_are_read_from_the_domain_config_and_validated() {
     let mut domain = DomainConfig::new(DomainId::new("quadratic").unwrap());
     domain.target_performance = Some(-50.0);

@@ -38,6 +38,7 @@ pub fn spawn(
     ctx: Arc<NodeContext>,
     domain: DomainId,
     engine: Box<dyn OptimizerRole>,
+    round_interval: Duration,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<OptimizerHandle> {
     let (best_tx, best_rx) = watch::channel::<Option<Proposal>>(None);
@@ -52,6 +53,7 @@ pub fn spawn(
                 thread_ctx,
                 thread_domain,
                 engine,
+                round_interval,
                 best_tx,
                 champ_rx,
                 thread_shutdown,
@@ -68,6 +70,7 @@ fn engine_loop(
     ctx: Arc<NodeContext>,
     domain: DomainId,
     mut engine: Box<dyn OptimizerRole>,
+    round_interval: Duration,
     best: watch::Sender<Option<Proposal>>,
     champions: mpsc::Receiver<Migrant>,
     shutdown: watch::Receiver<bool>,
@@ -76,6 +79,7 @@ fn engine_loop(
         return;
     };
     while !*shutdown.borrow() {
+        let round_start = std::time::Instant::now();
         while let Ok(migrant) = champions.try_recv() {
             if let Err(err) = engine.observe_champion(migrant) {
                 tracing::warn!("{domain}: champion not adopted: {err}");
@@ -105,6 +109,14 @@ fn engine_loop(
             }
         }
         runtime.rounds.fetch_add(1, Ordering::Relaxed);
+        // Paced rounds (`round_interval_ms`): the rest of the interval, in short sleeps so a
+        // shutdown is not held up.
+        while let Some(left) = round_interval.checked_sub(round_start.elapsed()) {
+            if left.is_zero() || *shutdown.borrow() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
+        }
     }
 }
 
