@@ -768,7 +768,8 @@ impl ChainState {
             let Some(domain) = params.domain(&pending.domain) else {
                 continue;
             };
-            let rules = VerdictRules::from(domain);
+            // A quorum drawn smaller than K (too few eligible evaluators) decides on its size.
+            let rules = VerdictRules::from(domain).for_drawn_quorum(reveal.quorum.len());
             let champion = self
                 .champions
                 .get(&pending.domain)

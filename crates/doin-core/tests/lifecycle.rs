@@ -395,6 +395,26 @@ fn registered_evaluators_join_quorums() {
     assert_eq!(q.len(), 3);
 }
 
+/// With fewer eligible evaluators than K, the quorum drawn is smaller, and the verdict needs
+/// ⌈2k/3⌉ of the k drawn, not of K (which could never be reached: a network of three nodes
+/// with K = 2 and one evaluator below the minimum reputation would decide nothing).
+#[test]
+fn a_smaller_drawn_quorum_decides_on_its_own_size() {
+    let mut params = network_params();
+    params.domains[0].quorum_size = 3;
+    params.genesis_evaluators = vec![(quadratic(), key(11).account())];
+    let mut chain = TestChain::new(params);
+    let (o, q) = commit_and_reveal(&mut chain, &key(1), -10.0, 21);
+    assert_eq!(q.len(), 1, "only one evaluator is eligible");
+    let tx = vote(&chain, &q[0], &o, -10.0);
+    let receipt = chain.mine_all(vec![tx]);
+    assert!(
+        matches!(receipt.verdicts[0].verdict, Verdict::Accepted { .. }),
+        "{:?}",
+        receipt.verdicts[0].verdict
+    );
+}
+
 #[test]
 fn solo_mode_lets_one_node_verify_its_own_work() {
     let mut params = doin_core::params::ChainParams::dev("solo");
