@@ -13,7 +13,8 @@
 //!   [`MAX_SYNC_BATCH`]), skips those it already has, and fetches the rest
 //!   ([`BLOCKS_PER_REQUEST`] per request), importing every block through the same path as
 //!   gossip: a peer on another branch above finality leads to a reorganization once its
-//!   branch has more work. One sync runs at a time.
+//!   branch has more work. One sync runs at a time; a request that arrives meanwhile is
+//!   served after it, and a sync that fails goes on with another peer.
 //! - **Serving**: status, header ranges, blocks by hash and parameter blobs by hash.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +32,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::context::{ChainEvent, NodeContext, SubmitError};
 use crate::import::{import_block, ImportError, Imported};
 
+/// Peers one sync round tries, one after another, before giving up until the next trigger.
+const MAX_SYNC_PEERS: usize = 8;
 /// Blocks asked for in one request (a block is at most 16 MiB; a response at most 65 MiB).
 pub const BLOCKS_PER_REQUEST: usize = 64;
 /// Most bytes of blocks put into one answer (bounded below the codec's response limit).
@@ -121,6 +124,7 @@ pub async fn start(
         metrics,
         handle,
         syncing: AtomicBool::new(false),
+        sync_wanted: std::sync::Mutex::new(None),
         addr_file,
     });
     tokio::spawn(Arc::clone(&service).inbound(events, stop.clone()));
@@ -150,6 +154,8 @@ struct Service {
     metrics: Arc<crate::metrics::Metrics>,
     handle: NetHandle,
     syncing: AtomicBool,
+    /// A peer that asked for a sync while one was running (the latest one).
+    sync_wanted: std::sync::Mutex<Option<PeerId>>,
     addr_file: std::path::PathBuf,
 }
 
@@ -270,18 +276,56 @@ impl Service {
         }
     }
 
+    /// Syncs from `peer` unless a sync is running; then the request is remembered and served
+    /// when the running sync ends. A sync that fails goes on with another connected peer (at
+    /// most [`MAX_SYNC_PEERS`] per round), from wherever this node's chain stands: a sync is
+    /// resumable because it always starts from the local tip.
     fn spawn_sync(self: &Arc<Self>, peer: PeerId) {
         if self.syncing.swap(true, Ordering::AcqRel) {
+            *self.sync_wanted.lock().unwrap_or_else(|e| e.into_inner()) = Some(peer);
             return;
         }
         let service = Arc::clone(self);
         tokio::spawn(async move {
-            match service.sync_from(peer).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!("network: synced {n} blocks from {peer}"),
-                Err(e) => tracing::warn!("network: sync from {peer} stopped: {e:#}"),
+            let mut next = Some(peer);
+            let mut tried = Vec::new();
+            while let Some(peer) = next.take() {
+                tried.push(peer);
+                match service.sync_from(peer).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("network: synced {n} blocks from {peer}"),
+                    Err(e) => {
+                        tracing::warn!("network: sync from {peer} stopped: {e:#}");
+                        if tried.len() < MAX_SYNC_PEERS {
+                            let peers = service.handle.peers().await.unwrap_or_default();
+                            next = peers
+                                .into_iter()
+                                .map(|p| p.peer_id)
+                                .find(|p| !tried.contains(p));
+                        }
+                    }
+                }
+                if next.is_none() {
+                    next = service
+                        .sync_wanted
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take();
+                    if next.is_some() {
+                        tried.clear();
+                    }
+                }
             }
             service.syncing.store(false, Ordering::Release);
+            // A request that slipped in between the last check and the store above.
+            let late = service
+                .sync_wanted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(peer) = late {
+                service.spawn_sync(peer);
+            }
         });
     }
 
