@@ -158,6 +158,20 @@ pub enum ApplyError {
 }
 
 impl ApplyError {
+    /// Whether the transaction may apply a block or two later: it refers to a commitment or
+    /// a reveal still on its way, or spends coins still on their way, or reveals before its
+    /// window opened. A node keeps such a transaction from a peer aside for a few blocks
+    /// instead of dropping it (gossip does not deliver in order).
+    pub fn may_apply_later(&self) -> bool {
+        match self {
+            ApplyError::UnknownCommitment(_)
+            | ApplyError::NotRevealed(_)
+            | ApplyError::InsufficientBalance { .. } => true,
+            ApplyError::RevealWindow { height, from, .. } => height < from,
+            _ => false,
+        }
+    }
+
     /// Whether the signed transaction proves its sender misbehaved, whatever the timing: a
     /// vote from an account the quorum did not draw, a reveal of someone else's commitment,
     /// a reveal that does not open its commitment. (A bad nonce, a missing balance or an

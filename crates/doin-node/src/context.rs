@@ -74,6 +74,65 @@ pub enum SubmitError {
     Mempool(#[from] MempoolError),
 }
 
+impl SubmitError {
+    /// Whether the same transaction may be admitted a little later (see
+    /// `ApplyError::may_apply_later`; a nonce gap closes when the missing nonce arrives).
+    pub fn may_succeed_later(&self) -> bool {
+        match self {
+            SubmitError::Rejected(e) => e.may_apply_later(),
+            SubmitError::Mempool(MempoolError::NonceGap { .. }) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Most transactions parked at once (the oldest go first).
+pub const MAX_PARKED: usize = 1_024;
+/// Blocks a parked transaction waits before it is dropped.
+pub const PARK_BLOCKS: u64 = 5;
+
+/// Peers' transactions refused only for now, waiting for a retry. Bounded: at most
+/// [`MAX_PARKED`] entries, each for at most [`PARK_BLOCKS`] blocks.
+#[derive(Debug, Default)]
+pub struct Parked {
+    /// (transaction, height when parked), oldest first.
+    txs: std::collections::VecDeque<(SignedTx, u64)>,
+}
+
+impl Parked {
+    fn park(&mut self, tx: SignedTx, height: u64) {
+        if self.txs.iter().any(|(t, _)| t == &tx) {
+            return;
+        }
+        if self.txs.len() >= MAX_PARKED {
+            self.txs.pop_front();
+        }
+        self.txs.push_back((tx, height));
+    }
+
+    /// Takes the entries to retry now (all, or `sender`'s), in nonce order per sender, with
+    /// the height each was parked at; drops the expired ones.
+    fn take(&mut self, sender: Option<&AccountId>, height: u64) -> Vec<(SignedTx, u64)> {
+        self.txs
+            .retain(|(_, parked)| height <= parked.saturating_add(PARK_BLOCKS));
+        let (mut due, rest): (Vec<_>, Vec<_>) = self
+            .txs
+            .drain(..)
+            .partition(|(tx, _)| sender.is_none_or(|s| &tx.body.sender == s));
+        self.txs = rest.into();
+        due.sort_by_key(|(tx, _)| (tx.body.sender, tx.body.nonce));
+        due
+    }
+
+    pub fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
+    }
+}
+
 /// Shared by every service of one node.
 #[derive(Debug)]
 pub struct NodeContext {
@@ -93,6 +152,8 @@ pub struct NodeContext {
     pub started_at_ms: u64,
     /// The chain's single writer lock and the link to the peer-to-peer network.
     pub net: NetLink,
+    /// Peers' transactions that may apply a little later.
+    pub parked: Mutex<Parked>,
 }
 
 /// What block production, block import and the network service share.
@@ -146,7 +207,9 @@ impl NodeContext {
     /// queues it. The same path serves `POST /tx` and the node's own roles.
     pub fn submit(&self, tx: SignedTx) -> Result<TxId, SubmitError> {
         let announce = tx.clone();
-        let id = self.submit_from_peer(tx)?;
+        let sender = tx.body.sender;
+        let id = self.admit(tx)?;
+        self.retry_parked(Some(&sender));
         // No network, or nobody listening: nothing to announce to.
         let _ = self.net.outbound_txs.send(announce);
         Ok(id)
@@ -154,7 +217,50 @@ impl NodeContext {
 
     /// [`NodeContext::submit`] for a transaction gossiped by a peer: the same checks, but not
     /// announced again (gossip forwards it once the node accepts it).
+    ///
+    /// A transaction refused only for now (a nonce gap, a commitment or reveal still on its
+    /// way: gossip does not deliver in order) is also kept aside and retried when the
+    /// sender's previous nonce arrives and after each block (see [`Parked`]).
     pub fn submit_from_peer(&self, tx: SignedTx) -> Result<TxId, SubmitError> {
+        let sender = tx.body.sender;
+        let result = self.admit(tx.clone());
+        match &result {
+            Ok(_) => self.retry_parked(Some(&sender)),
+            Err(e) if e.may_succeed_later() => self
+                .parked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .park(tx, self.view().state.height),
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Retries the parked transactions (of `sender` only, when given): those that now go in
+    /// leave the lot, those parked for more than [`PARK_BLOCKS`] blocks are dropped. Called
+    /// after every new tip.
+    pub fn retry_parked(&self, sender: Option<&AccountId>) {
+        let height = self.view().state.height;
+        let due = self
+            .parked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(sender, height);
+        for (tx, parked_at) in due {
+            match self.admit(tx.clone()) {
+                Ok(_) => {}
+                Err(e) if e.may_succeed_later() => self
+                    .parked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .park(tx, parked_at),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// The checks and the admission shared by every way in.
+    fn admit(&self, tx: SignedTx) -> Result<TxId, SubmitError> {
         let id = tx.verify_stateless(&self.params)?;
         let view = self.view();
         let account_nonce = view.state.account(&tx.body.sender).nonce;
@@ -201,5 +307,117 @@ impl NodeContext {
         if let Some(d) = self.domain(id) {
             d.converged.store(true, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use doin_core::fee::FeeBid;
+
+    use super::*;
+
+    fn alice() -> Keypair {
+        Keypair::from_seed([2; 32])
+    }
+
+    fn transfer(ctx: &NodeContext, from: &Keypair, nonce: u64, amount: Amount) -> SignedTx {
+        TxBody {
+            chain_id: ctx.params.chain_id.clone(),
+            sender: from.account(),
+            nonce,
+            fee: FeeBid {
+                max_fee: Amount(10_000),
+                tip: Amount(10),
+            },
+            kind: TxKind::Transfer {
+                to: Keypair::from_seed([3; 32]).account(),
+                amount,
+            },
+        }
+        .sign(from)
+    }
+
+    async fn node(dir: &std::path::Path) -> std::sync::Arc<NodeContext> {
+        let mut params = ChainParams::dev("parked");
+        params.genesis_allocations = vec![(alice().account(), Amount::from_doin(100))];
+        crate::test_support::context(dir, params, Keypair::from_seed([1; 32]), &[]).await
+    }
+
+    /// Gossip delivers out of order: nonce 1 before nonce 0. The early one waits aside and
+    /// goes in as soon as nonce 0 arrives; nothing is lost.
+    #[tokio::test]
+    async fn a_peer_transaction_ahead_of_its_nonce_waits_and_goes_in_after_the_gap_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = node(dir.path()).await;
+        let (first, second) = (
+            transfer(&ctx, &alice(), 0, Amount(1_000)),
+            transfer(&ctx, &alice(), 1, Amount(1_000)),
+        );
+        let err = ctx.submit_from_peer(second.clone()).unwrap_err();
+        assert!(err.may_succeed_later(), "{err}");
+        assert_eq!(ctx.parked.lock().unwrap().len(), 1);
+        ctx.submit_from_peer(first.clone()).unwrap();
+        let pool = ctx.mempool.lock().unwrap();
+        assert!(pool.contains(&first.id()) && pool.contains(&second.id()));
+        assert!(ctx.parked.lock().unwrap().is_empty());
+    }
+
+    /// A refusal that time cannot fix (a forged signature, a replayed nonce) is not kept.
+    #[tokio::test]
+    async fn permanent_refusals_are_not_parked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = node(dir.path()).await;
+        let mut forged = transfer(&ctx, &alice(), 0, Amount(1_000));
+        forged.body.nonce = 5;
+        assert!(!ctx
+            .submit_from_peer(forged)
+            .unwrap_err()
+            .may_succeed_later());
+        assert!(ctx.parked.lock().unwrap().is_empty());
+    }
+
+    /// A parked transaction is retried on every block and dropped after PARK_BLOCKS blocks.
+    #[test]
+    fn parked_transactions_expire() {
+        let key = alice();
+        let tx = |nonce| {
+            TxBody {
+                chain_id: "p".into(),
+                sender: key.account(),
+                nonce,
+                fee: FeeBid {
+                    max_fee: Amount(1),
+                    tip: Amount(1),
+                },
+                kind: TxKind::Transfer {
+                    to: key.account(),
+                    amount: Amount(1),
+                },
+            }
+            .sign(&key)
+        };
+        let mut parked = Parked::default();
+        parked.park(tx(3), 10);
+        parked.park(tx(3), 10); // the same one again: kept once
+        parked.park(tx(2), 12);
+        assert_eq!(parked.len(), 2);
+        let due = parked.take(None, 12);
+        assert_eq!(
+            due.iter().map(|(t, _)| t.body.nonce).collect::<Vec<_>>(),
+            vec![2, 3],
+            "in nonce order"
+        );
+        for (t, at) in due {
+            parked.park(t, at);
+        }
+        assert_eq!(
+            parked.take(None, 10 + PARK_BLOCKS + 1).len(),
+            1,
+            "nonce 3 expired"
+        );
+        for _ in 0..MAX_PARKED + 10 {
+            parked.park(tx(parked.len() as u64 + 100), 0);
+        }
+        assert_eq!(parked.len(), MAX_PARKED, "bounded");
     }
 }

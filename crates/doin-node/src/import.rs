@@ -313,6 +313,7 @@ fn requeue(ctx: &NodeContext, removed: &[Block], applied: &[(Block, ChainState, 
     if back > 0 {
         tracing::info!("reorganization: {back} transactions back in the mempool");
     }
+    ctx.retry_parked(None);
 }
 
 /// Validates `block` on top of `parent` (off the async runtime).

@@ -184,6 +184,7 @@ pub async fn run(settings: Settings, registry: PluginRegistry) -> anyhow::Result
         },
         started_at_ms: now_ms(),
         net: NetLink::default(),
+        parked: Default::default(),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

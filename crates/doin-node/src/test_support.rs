@@ -54,5 +54,6 @@ pub(crate) async fn context(
         node_label: "test-node".into(),
         started_at_ms: now_ms(),
         net: NetLink::default(),
+        parked: Default::default(),
     })
 }
