@@ -17,63 +17,40 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{wait_for, Node, BIN};
-use doin_core::amount::Amount;
+use common::{p2p_addr, wait_for, Node, BIN};
 use doin_core::identity::Keypair;
-use doin_core::params::{ChainParams, DomainId};
 use serde_json::{json, Value};
 
 /// The network's parameters: `n` funded producers, each a genesis evaluator of the quadratic
 /// domain (so each is in the producer set), quorums of 3 drawn across nodes.
 fn genesis(root: &Path, n: usize, finality_depth: u64) -> (PathBuf, Vec<PathBuf>) {
-    let mut params = ChainParams::dev("doin-consensus-test");
-    params.solo_mode = false;
-    params.genesis_time_ms = doin_node::context::now_ms() - 60_000;
-    params.target_block_time_ms = 400;
-    params.max_block_interval_ms = 800;
-    params.proposer_timeout_ms = 500;
-    params.finality_depth = finality_depth;
-    params.domains[0].quorum_size = 3;
-    params.domains[0].baseline_performance = -1_000.0;
-    let quadratic = DomainId::new("quadratic").unwrap();
-    let mut dirs = Vec::new();
-    for i in 0..n {
-        let dir = root.join(format!("node{i}"));
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        let key = Keypair::load_or_generate(&dir.join("data").join("identity.key")).unwrap();
-        params
-            .genesis_allocations
-            .push((key.account(), Amount::from_doin(1_000)));
-        params
-            .genesis_evaluators
-            .push((quadratic.clone(), key.account()));
-        dirs.push(dir);
-    }
-    params.validate().unwrap();
-    let path = root.join("genesis.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&params).unwrap()).unwrap();
-    (path, dirs)
+    common::network_genesis(
+        root,
+        "doin-consensus-test",
+        n,
+        |_| Keypair::generate(),
+        |params| {
+            params.target_block_time_ms = 400;
+            params.max_block_interval_ms = 800;
+            params.proposer_timeout_ms = 500;
+            params.finality_depth = finality_depth;
+            params.domains[0].quorum_size = 3;
+            params.domains[0].baseline_performance = -1_000.0;
+        },
+    )
 }
 
 fn write_config(dir: &Path, genesis: &Path, optimize: bool, bootstrap: Option<&str>) -> PathBuf {
-    let config = json!({
-        "node_label": dir.file_name().unwrap().to_string_lossy(),
-        "host": "127.0.0.1",
-        "port": 0,
-        "data_dir": dir.join("data"),
-        "snapshot_interval": 10,
-        "chain": {"genesis_file": genesis},
-        "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "mdns": false},
-        "bootstrap_peers": bootstrap.map_or(vec![], |a| vec![a.to_string()]),
-        "domains": [{
+    common::write_network_config(
+        dir,
+        genesis,
+        bootstrap,
+        json!({
             "domain_id": "quadratic", "optimize": optimize, "evaluate": true,
             "optimization_plugin": "quadratic", "target_performance": -5.0,
             "optimization_config": {"n_params": 4, "step_size": 0.5}
-        }]
-    });
-    let path = dir.join("config.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-    path
+        }),
+    )
 }
 
 fn get(node: &Node, path: &str) -> Value {
@@ -86,12 +63,6 @@ fn height(node: &Node) -> u64 {
 
 fn hash_at(node: &Node, h: u64) -> Value {
     get(node, &format!("/chain/block/{h}"))["hash"].clone()
-}
-
-fn p2p_addr(dir: &Path) -> String {
-    let file = dir.join("data").join("p2p.addr");
-    wait_for("a p2p address", Duration::from_secs(30), || file.exists());
-    std::fs::read_to_string(&file).unwrap().trim().to_string()
 }
 
 /// Re-executes a stopped node's whole stored chain from genesis and checks conservation.

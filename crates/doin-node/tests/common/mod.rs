@@ -239,3 +239,73 @@ pub fn metric_sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .filter(|l| labels.iter().all(|want| l.contains(want)))
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
+
+/// A multi-producer network's genesis in `root`: `n` nodes' data directories
+/// (`root/node{i}/data`, each holding its key `key(i)`), every account funded with 1,000 DOIN
+/// and bonded at genesis as an evaluator of the quadratic domain (so all take turns
+/// proposing and quorums are drawn across nodes), solo mode off, genesis a minute ago;
+/// `tweak` sets the rest. Writes `root/genesis.json`; returns its path and the node
+/// directories.
+pub fn network_genesis(
+    root: &Path,
+    chain_id: &str,
+    n: usize,
+    key: impl Fn(usize) -> doin_core::identity::Keypair,
+    tweak: impl FnOnce(&mut doin_core::params::ChainParams),
+) -> (PathBuf, Vec<PathBuf>) {
+    let mut params = doin_core::params::ChainParams::dev(chain_id);
+    params.solo_mode = false;
+    params.genesis_time_ms = doin_node::context::now_ms() - 60_000;
+    let quadratic = doin_core::params::DomainId::new("quadratic").unwrap();
+    let mut dirs = Vec::new();
+    for i in 0..n {
+        let dir = root.join(format!("node{i}"));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let key = key(i);
+        key.save(&dir.join("data").join("identity.key")).unwrap();
+        params
+            .genesis_allocations
+            .push((key.account(), doin_core::amount::Amount::from_doin(1_000)));
+        params
+            .genesis_evaluators
+            .push((quadratic.clone(), key.account()));
+        dirs.push(dir);
+    }
+    tweak(&mut params);
+    params.validate().unwrap();
+    let path = root.join("genesis.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&params).unwrap()).unwrap();
+    (path, dirs)
+}
+
+/// The config of a node of the network `genesis` in `dir` (any free ports, p2p on loopback
+/// without mDNS, `bootstrap` as its one bootstrap address), working on `domain` (one entry
+/// of `domains`); written to `dir/config.json`.
+pub fn write_network_config(
+    dir: &Path,
+    genesis: &Path,
+    bootstrap: Option<&str>,
+    domain: serde_json::Value,
+) -> PathBuf {
+    let config = serde_json::json!({
+        "node_label": dir.file_name().unwrap().to_string_lossy(),
+        "host": "127.0.0.1",
+        "port": 0,
+        "data_dir": dir.join("data"),
+        "snapshot_interval": 10,
+        "chain": {"genesis_file": genesis},
+        "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "mdns": false},
+        "bootstrap_peers": bootstrap.map_or(vec![], |a| vec![a.to_string()]),
+        "domains": [domain],
+    });
+    let path = dir.join("config.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    path
+}
+
+/// The p2p address (with peer id) the node in `dir` published, once it is there.
+pub fn p2p_addr(dir: &Path) -> String {
+    let file = dir.join("data").join("p2p.addr");
+    wait_for("a p2p address", Duration::from_secs(30), || file.exists());
+    std::fs::read_to_string(&file).unwrap().trim().to_string()
+}
