@@ -190,7 +190,7 @@ impl Decode for Checkpoint {
 /// Whether the block at `height` is exported as a checkpoint: every `interval` blocks,
 /// not genesis (its hash is fixed by the chain parameters), never when `interval` is 0.
 pub fn is_checkpoint_height(height: u64, interval: u64) -> bool {
-    height > 0 && interval > 0 && height % interval == 0
+    height > 0 && interval > 0 && height.is_multiple_of(interval)
 }
 
 /// Why a checkpoint could not be exported.

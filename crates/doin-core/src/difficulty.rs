@@ -400,7 +400,7 @@ mod tests {
                 // Every block stays within [1/4, 4] of the epoch's starting threshold.
                 prop_assert!(s.threshold <= boundary.saturating_mul(MAX_EPOCH_FACTOR));
                 prop_assert!(s.threshold >= (boundary / MAX_EPOCH_FACTOR).max(1));
-                if height as u64 % EPOCH_LENGTH == 0 {
+                if (height as u64).is_multiple_of(EPOCH_LENGTH) {
                     prop_assert_eq!(s.epoch_start_height, height as u64);
                     prop_assert_eq!(s.epoch_start_threshold, s.threshold);
                     boundary = s.threshold;
@@ -428,7 +428,7 @@ mod tests {
                 prop_assert!(state.threshold >= 1);
                 prop_assert!(state.threshold <= boundary.saturating_mul(MAX_EPOCH_FACTOR));
                 prop_assert!(state.threshold >= (boundary / MAX_EPOCH_FACTOR).max(1));
-                if height % EPOCH_LENGTH == 0 {
+                if height.is_multiple_of(EPOCH_LENGTH) {
                     boundary = state.threshold;
                 }
             }

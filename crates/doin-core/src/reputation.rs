@@ -43,7 +43,7 @@ pub fn is_eligible(score: u64, p: &ReputationParams) -> bool {
 /// Whether every score decays after the block at `height` (every `decay_epoch` blocks, never
 /// at genesis; a zero epoch, which `ChainParams::validate` rejects, means never).
 pub fn is_decay_height(height: u64, p: &ReputationParams) -> bool {
-    height > 0 && p.decay_epoch > 0 && height % p.decay_epoch == 0
+    height > 0 && p.decay_epoch > 0 && height.is_multiple_of(p.decay_epoch)
 }
 
 /// An optimizer's reward weight: `credit × (max + min(score, max))`.

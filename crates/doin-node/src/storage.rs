@@ -349,7 +349,7 @@ impl Store {
         let rows = tx_rows(block, &wire)?;
         let receipt_json =
             serde_json::to_string(receipt).map_err(|e| refused("block receipt", e))?;
-        let snapshot = if height % self.snapshot_interval == 0 {
+        let snapshot = if height.is_multiple_of(self.snapshot_interval) {
             Some(serde_json::to_vec(state_after).map_err(|e| refused("state snapshot", e))?)
         } else {
             None
