@@ -4,7 +4,7 @@
 //!
 //! | type | what |
 //! |---|---|
-//! | [`NodeClient`] | the node's HTTP API, unauthenticated: status, accounts, transactions, channels, offers, queries |
+//! | [`NodeClient`] | the node's HTTP API, unauthenticated: status, accounts, transactions, channels, offers, queries, domains, optimae, parameter blobs |
 //! | [`Wallet`] | a key plus a node: signs and submits transfers and channel transactions, pays for queries |
 //! | [`ChannelBook`] | the client's side of its payment channels, persisted in a JSON file: the highest amount ever signed per channel |
 //!
@@ -20,7 +20,8 @@ mod wallet;
 pub use book::{ChannelBook, ChannelEntry};
 pub use error::{ClientError, ClientResult, PaymentInfo};
 pub use node::{
-    AccountInfo, Answer, ChannelInfo, NodeClient, NodeStatus, Offer, OfferChampion, Offers,
+    AccountInfo, Answer, ChainRules, ChannelInfo, DomainInfo, DomainLimits, DomainRules,
+    NodeClient, NodeStatus, Offer, OfferChampion, Offers, OptimaeInfo, OptimaeReveal, ParamsUpload,
     TxLookup,
 };
-pub use wallet::Wallet;
+pub use wallet::{SentTx, Wallet};

@@ -3,11 +3,15 @@
 
 use std::time::Duration;
 
+use std::io::Read;
+
 use doin_core::amount::Amount;
 use doin_core::channel::Voucher;
 use doin_core::hash::Hash32;
 use doin_core::identity::AccountId;
 use doin_core::params::DomainId;
+use doin_core::plugin::params_hash;
+use doin_core::state::{Champion, VerdictRecord};
 use doin_core::tx::{SignedTx, TxId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -111,6 +115,133 @@ pub struct Answer {
     pub paid: Option<Amount>,
 }
 
+/// The rules of the chain a client needs (`GET /chain/params`; the rest is ignored).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChainRules {
+    pub chain_id: String,
+    pub target_block_time_ms: u64,
+    pub max_block_interval_ms: u64,
+    /// Blocks after a commit's block within which its reveal must be included.
+    pub reveal_window: u64,
+    /// Blocks after a reveal within which the quorum votes.
+    pub vote_window: u64,
+}
+
+/// A domain's consensus rules (`params` of `GET /domains`; the fields a worker needs).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DomainRules {
+    /// Evaluators drawn for each optimae.
+    pub quorum_size: u32,
+    /// ε: the least improvement over the champion that counts.
+    pub min_improvement: f64,
+    /// The performance before any champion.
+    pub baseline_performance: f64,
+    /// Smallest stake a commit must lock.
+    pub min_stake: Amount,
+    pub limits: DomainLimits,
+}
+
+/// A domain's resource limits (the one a client checks).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DomainLimits {
+    /// Largest parameter blob a reveal may point to.
+    pub max_params_bytes: u64,
+}
+
+/// A domain of the chain with its champion (`GET /domains`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DomainInfo {
+    pub domain_id: DomainId,
+    pub params: DomainRules,
+    pub champion: Option<Champion>,
+    /// Optimae committed and not yet decided.
+    #[serde(default)]
+    pub pending_optimae: usize,
+}
+
+impl DomainInfo {
+    /// The performance a new optimae must beat by `min_improvement`: the champion's, or the
+    /// baseline before any.
+    pub fn bar(&self) -> f64 {
+        self.champion
+            .as_ref()
+            .map_or(self.params.baseline_performance, |c| c.performance)
+    }
+}
+
+#[derive(Deserialize)]
+struct DomainList {
+    domains: Vec<DomainInfo>,
+}
+
+/// What `POST /params` answered.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ParamsUpload {
+    pub params_hash: Hash32,
+    pub size: u64,
+    /// Whether this upload wrote the blob (`false`: the node already held it).
+    pub stored: bool,
+    /// Height after which the node deletes the blob unless a reveal or champion names it
+    /// (uploading again extends it); `None` when the node keeps it regardless.
+    #[serde(default)]
+    pub retained_until_height: Option<u64>,
+}
+
+/// One optimae (`GET /optimae/{id}`): pending (`committed`, `revealed`) or decided
+/// (`decided`, `expired`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct OptimaeInfo {
+    pub id: Hash32,
+    /// `committed`, `revealed`, `decided` or `expired`.
+    pub status: String,
+    /// Pending: the last height at which the reveal is accepted.
+    #[serde(default)]
+    pub reveal_deadline: Option<u64>,
+    /// Pending and revealed: the reveal, with the last height at which votes count.
+    #[serde(default)]
+    pub reveal: Option<OptimaeReveal>,
+    /// Decided: the block that took the verdict.
+    #[serde(default)]
+    pub height: Option<u64>,
+    /// Decided: the verdict (`None` when expired).
+    #[serde(default)]
+    pub record: Option<VerdictRecord>,
+    /// Decided: stake burned (rejections and expiries).
+    #[serde(default)]
+    pub burned: Option<Amount>,
+}
+
+impl OptimaeInfo {
+    /// Whether the optimae left the state (a verdict, or expired unrevealed).
+    pub fn is_decided(&self) -> bool {
+        matches!(self.status.as_str(), "decided" | "expired")
+    }
+}
+
+/// The reveal of a pending optimae (the fields a client follows).
+#[derive(Debug, Clone, Deserialize)]
+pub struct OptimaeReveal {
+    pub reveal_height: u64,
+    pub vote_deadline: u64,
+    pub votes_cast: usize,
+    pub votes_needed: usize,
+}
+
+#[derive(Deserialize)]
+struct BlockHeaderInfo {
+    base_fee: Amount,
+}
+
+#[derive(Deserialize)]
+struct BlockSummaryInfo {
+    header: BlockHeaderInfo,
+}
+
+#[derive(Deserialize)]
+struct BlocksInfo {
+    blocks: Vec<BlockSummaryInfo>,
+}
+
 #[derive(Serialize)]
 struct InferRequest<'a> {
     domain_id: &'a DomainId,
@@ -187,6 +318,129 @@ impl NodeClient {
             })
     }
 
+    /// The chain's rules (chain id, block times, reveal and vote windows).
+    pub fn chain_rules(&self) -> ClientResult<ChainRules> {
+        self.get("/chain/params")
+    }
+
+    /// Every domain of the chain, with its rules and champion.
+    pub fn domains(&self) -> ClientResult<Vec<DomainInfo>> {
+        Ok(self.get::<DomainList>("/domains")?.domains)
+    }
+
+    /// One domain of the chain; `Api { status: 404, code: "unknown_domain" }` when the chain
+    /// has no such domain (the message lists those it has).
+    pub fn domain(&self, id: &DomainId) -> ClientResult<DomainInfo> {
+        let domains = self.domains()?;
+        let names: Vec<String> = domains.iter().map(|d| d.domain_id.to_string()).collect();
+        domains
+            .into_iter()
+            .find(|d| &d.domain_id == id)
+            .ok_or_else(|| ClientError::Api {
+                status: 404,
+                code: "unknown_domain".into(),
+                message: format!(
+                    "the chain of the node at {} has no domain {id} (it has: {})",
+                    self.base,
+                    names.join(", ")
+                ),
+            })
+    }
+
+    /// One optimae by commitment: pending or decided.
+    pub fn optimae(&self, commitment: &Hash32) -> ClientResult<OptimaeInfo> {
+        self.get(&format!("/optimae/{commitment}"))
+    }
+
+    /// The base fee of the block at `height` (what each of its transactions burned).
+    pub fn base_fee_at(&self, height: u64) -> ClientResult<Amount> {
+        let path = format!("/chain/blocks?from={height}&to={height}");
+        let page: BlocksInfo = self.get(&path)?;
+        page.blocks
+            .into_iter()
+            .next()
+            .map(|b| b.header.base_fee)
+            .ok_or_else(|| ClientError::Api {
+                status: 404,
+                code: "not_found".into(),
+                message: format!("the node at {} has no block {height}", self.base),
+            })
+    }
+
+    /// Stores a parameter blob (model weights) on the node under its hash, so that a reveal
+    /// can name it; `domain` bounds it by that domain's `max_params_bytes`. Returns the hash
+    /// (checked against the local one). Uploading the same bytes again is harmless.
+    pub fn upload_params(&self, bytes: &[u8], domain: Option<&DomainId>) -> ClientResult<Hash32> {
+        Ok(self.upload_params_detailed(bytes, domain)?.params_hash)
+    }
+
+    /// [`NodeClient::upload_params`] with the node's whole answer (whether it was new, how
+    /// long it is kept unreferenced).
+    pub fn upload_params_detailed(
+        &self,
+        bytes: &[u8],
+        domain: Option<&DomainId>,
+    ) -> ClientResult<ParamsUpload> {
+        let url = match domain {
+            Some(d) => format!("{}/params?domain={d}", self.base),
+            None => format!("{}/params", self.base),
+        };
+        // A large blob may take longer than one ordinary call: a second more per MiB.
+        let timeout = CALL_TIMEOUT + Duration::from_secs((bytes.len() as u64) >> 20);
+        let result = self
+            .agent
+            .post(&url)
+            .timeout(timeout)
+            .set("Content-Type", "application/octet-stream")
+            .send_bytes(bytes);
+        let answer: ParamsUpload = self.read(&url, result)?;
+        let expected = params_hash(bytes);
+        if answer.params_hash != expected {
+            return Err(ClientError::Decode {
+                url,
+                reason: format!(
+                    "the node stored the upload as {} but its hash is {expected}",
+                    answer.params_hash
+                ),
+            });
+        }
+        Ok(answer)
+    }
+
+    /// The parameter blob with this hash, verified against it; refuses more than
+    /// `max_bytes` (the domain's `max_params_bytes`).
+    pub fn download_params(&self, hash: &Hash32, max_bytes: u64) -> ClientResult<Vec<u8>> {
+        let url = format!("{}/params/{hash}", self.base);
+        let timeout = CALL_TIMEOUT + Duration::from_secs(max_bytes >> 20);
+        let resp = self
+            .agent
+            .get(&url)
+            .timeout(timeout)
+            .call()
+            .map_err(|e| error_of(&url, e))?;
+        let mut bytes = Vec::new();
+        resp.into_reader()
+            .take(max_bytes.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| ClientError::Transport {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(ClientError::Decode {
+                url,
+                reason: format!("the blob is larger than {max_bytes} bytes"),
+            });
+        }
+        if params_hash(&bytes) != *hash {
+            return Err(ClientError::Decode {
+                url,
+                reason: "the bytes do not hash to the requested params hash".into(),
+            });
+        }
+        Ok(bytes)
+    }
+
     /// Submits a signed transaction; returns its id once the node queued it.
     pub fn submit(&self, tx: &SignedTx) -> ClientResult<TxId> {
         let submitted: Submitted = self.post("/tx", tx)?;
@@ -259,30 +513,87 @@ impl NodeClient {
                 url: url.to_string(),
                 reason: e.to_string(),
             }),
-            Err(ureq::Error::Status(status, resp)) => {
-                let text = resp.into_string().unwrap_or_default();
-                Err(match serde_json::from_str::<ErrorBody>(&text) {
-                    Ok(body) if status == 402 => ClientError::PaymentRequired {
-                        code: body.error,
-                        message: body.message,
-                        payment: body.payment,
-                    },
-                    Ok(body) => ClientError::Api {
-                        status,
-                        code: body.error,
-                        message: body.message,
-                    },
-                    Err(_) => ClientError::Api {
-                        status,
-                        code: "unknown".into(),
-                        message: text.chars().take(300).collect(),
-                    },
-                })
-            }
-            Err(e) => Err(ClientError::Transport {
-                url: url.to_string(),
-                reason: e.to_string(),
-            }),
+            Err(e) => Err(error_of(url, e)),
         }
+    }
+}
+
+/// A failed call as a [`ClientError`]: the node's JSON error, or why it could not be reached.
+fn error_of(url: &str, err: ureq::Error) -> ClientError {
+    match err {
+        ureq::Error::Status(status, resp) => {
+            let text = resp.into_string().unwrap_or_default();
+            match serde_json::from_str::<ErrorBody>(&text) {
+                Ok(body) if status == 402 => ClientError::PaymentRequired {
+                    code: body.error,
+                    message: body.message,
+                    payment: body.payment,
+                },
+                Ok(body) => ClientError::Api {
+                    status,
+                    code: body.error,
+                    message: body.message,
+                },
+                Err(_) => ClientError::Api {
+                    status,
+                    code: "unknown".into(),
+                    message: text.chars().take(300).collect(),
+                },
+            }
+        }
+        e => ClientError::Transport {
+            url: url.to_string(),
+            reason: e.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn domains_and_optimae_read_only_what_they_need() {
+        let hex = |b: u8| Hash32([b; 32]).to_hex();
+        let list: DomainList = serde_json::from_value(json!({"domains": [{
+            "domain_id": "quadratic",
+            "params": {"id": "quadratic", "quorum_size": 1, "tolerance_abs": 0.5,
+                       "tolerance_rel": 0.05, "min_improvement": 0.25,
+                       "baseline_performance": -10000.0, "work_per_unit": 1000,
+                       "min_stake": 10000, "limits": {"max_params_bytes": 1024, "max_epochs": 5},
+                       "a_newer_field": true},
+            "champion": {"commitment": hex(1), "optimizer": hex(2), "performance": -3.5,
+                         "params_hash": hex(3), "params_size": 32, "height": 7},
+            "best_performance": -3.5, "evaluators": 1, "pending_optimae": 2, "local": null
+        }]}))
+        .unwrap();
+        let d = &list.domains[0];
+        assert_eq!(d.params.min_stake, Amount(10_000));
+        assert_eq!(d.params.limits.max_params_bytes, 1024);
+        assert_eq!(d.bar(), -3.5);
+        assert_eq!(d.pending_optimae, 2);
+        let mut fresh = d.clone();
+        fresh.champion = None;
+        assert_eq!(fresh.bar(), -10_000.0);
+
+        let pending: OptimaeInfo = serde_json::from_value(json!({
+            "id": hex(1), "status": "revealed", "domain": "quadratic", "reveal_deadline": 12,
+            "reveal": {"reveal_height": 4, "vote_deadline": 14, "votes_cast": 0,
+                       "votes_needed": 1, "quorum": []}
+        }))
+        .unwrap();
+        assert!(!pending.is_decided());
+        assert_eq!(pending.reveal.unwrap().vote_deadline, 14);
+        let expired: OptimaeInfo = serde_json::from_value(json!({
+            "id": hex(1), "status": "expired", "height": 20, "block_hash": hex(4),
+            "timestamp_ms": 1, "record": null, "burned": 2000
+        }))
+        .unwrap();
+        assert!(expired.is_decided());
+        assert_eq!(expired.burned, Some(Amount(2_000)));
     }
 }

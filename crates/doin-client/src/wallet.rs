@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use doin_core::amount::Amount;
 use doin_core::channel::channel_id;
-use doin_core::fee::suggested_bid;
+use doin_core::fee::{suggested_bid, FeeBid};
 use doin_core::hash::Hash32;
 use doin_core::identity::{AccountId, Keypair};
 use doin_core::params::DomainId;
@@ -19,6 +19,16 @@ use crate::node::{Answer, NodeClient};
 const WALLET_TIP: Amount = Amount(100);
 /// How long the wallet waits for its transactions to be included.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A transaction the wallet submitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentTx {
+    pub id: TxId,
+    pub nonce: u64,
+    /// The fee bid it carries: with the base fee of its block, `doin_core::fee::charge` says
+    /// what it paid.
+    pub fee: FeeBid,
+}
 
 /// Signs with `key` and talks to one node.
 #[derive(Debug)]
@@ -51,21 +61,42 @@ impl Wallet {
         Ok(self.node.account(&self.account())?.balance)
     }
 
+    /// The chain id the wallet signs for (the node's).
+    pub fn chain_id(&self) -> &str {
+        &self.chain_id
+    }
+
     /// Signs `kind` with the next free nonce and a fee bid with headroom over the base fee,
     /// submits it and returns its id (without waiting for a block).
     pub fn send(&self, kind: TxKind) -> ClientResult<(TxId, u64)> {
+        let sent = self.send_detailed(kind)?;
+        Ok((sent.id, sent.nonce))
+    }
+
+    /// [`Wallet::send`], also returning the fee bid (to account for what it paid).
+    pub fn send_detailed(&self, kind: TxKind) -> ClientResult<SentTx> {
         let account = self.node.account(&self.account())?;
         let base_fee = self.node.status()?.base_fee;
         let nonce = account.pending_nonce;
+        let fee = suggested_bid(base_fee, WALLET_TIP);
         let tx = TxBody {
             chain_id: self.chain_id.clone(),
             sender: self.account(),
             nonce,
-            fee: suggested_bid(base_fee, WALLET_TIP),
+            fee,
             kind,
         }
         .sign(&self.key);
-        Ok((self.node.submit(&tx)?, nonce))
+        Ok(SentTx {
+            id: self.node.submit(&tx)?,
+            nonce,
+            fee,
+        })
+    }
+
+    /// The most one transaction of this wallet pays in fees at the current base fee.
+    pub fn max_fee(&self) -> ClientResult<Amount> {
+        Ok(suggested_bid(self.node.status()?.base_fee, WALLET_TIP).max_fee)
     }
 
     /// Sends `kind` and waits for its block; returns the transaction id and block height.

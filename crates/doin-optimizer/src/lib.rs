@@ -26,6 +26,10 @@
 //! The node composes the engine as a `Box<dyn OptimizerRole>`, so that tests and other
 //! engines (a GA over a plugin's `Train` capability, an external process) can stand in.
 //!
+//! Outside a node, [`attach`] (feature `attach`, in the default `cli`) runs an engine as a
+//! remote worker of a node: it commits and reveals through the node's HTTP API with its own
+//! key (`doin-optimizer --attach URL --key FILE`).
+//!
 //! ```
 //! use std::sync::Arc;
 //! use doin_core::plugin::{DomainPlugin, OptimizerSetup, PluginSetup};
@@ -41,14 +45,16 @@
 //! assert!(role.stats().best_performance.unwrap() >= -100.0);
 //! ```
 
+#[cfg(feature = "attach")]
+pub mod attach;
 mod engine;
 pub mod ga;
 mod rng;
 pub mod surrogate;
 
 pub use engine::{
-    round_interval, round_seed, Engine, EngineError, EngineResult, EngineStats, MigrationPolicy, OptimizerKind,
-    Step, StopSettings, DEFAULT_MIN_IMPROVEMENT, DEFAULT_OPTIMIZATION_PATIENCE,
+    round_interval, round_seed, Engine, EngineError, EngineResult, EngineStats, MigrationPolicy,
+    OptimizerKind, Step, StopSettings, DEFAULT_MIN_IMPROVEMENT, DEFAULT_OPTIMIZATION_PATIENCE,
 };
 pub use ga::{GaConfig, GaStats, Genetic, MetaOptimizer};
 

@@ -28,6 +28,8 @@
 //! | `GET /fees?blocks=` | the fee market: base fee, next block's rule, recent base fees |
 //! | `GET /optimae?domain=&status=&limit=&offset=` | optimae between commit and verdict |
 //! | `GET /optimae/{id}` | one optimae: pending from the state, decided from its receipt |
+//! | `POST /params?domain=` | store a parameter blob (raw bytes) under its hash, for a remote worker's reveal |
+//! | `GET /params/{id}` | the parameter blob with this hash (raw bytes), e.g. a champion's model |
 //! | `GET /reputation?limit=&offset=` | accounts by reputation, with quorum eligibility |
 //! | `GET /coin` | supply, issuance, burns, cap, block reward, halving schedule |
 //! | `GET /stats` | per domain: verdict counts, best performance, time to target |
@@ -48,8 +50,9 @@
 //!   polled by dashboards and load balancers.
 //! - **Blocking work stays off the runtime**: `POST /tx` runs [`NodeContext::submit`] (a
 //!   signature check and a trial application on a copy of the state) on the blocking pool.
-//! - **Read-only and unauthenticated**: the only write is `POST /tx`, whose payload is
-//!   signed by its sender, so CORS allows any origin by default (a browser dashboard or
+//! - **Read-only and unauthenticated**: the writes are `POST /tx`, whose payload is signed by
+//!   its sender, and `POST /params`, content-addressed and bounded in size per request and
+//!   in total (see `params.rs`), so CORS allows any origin by default (a browser dashboard or
 //!   wallet can call any node); `http.cors_origins` in the node config narrows it.
 //! - **Bounded lists**: every list takes `limit`/`offset` or `from`/`to` with a documented
 //!   maximum, and a request over it is a 400, never a silently shortened page.
@@ -68,6 +71,7 @@ mod metrics;
 mod openapi;
 mod optimae;
 mod paging;
+mod params;
 mod peers;
 mod stats;
 mod status;
@@ -113,6 +117,8 @@ pub(crate) struct Api {
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// The running verdict tally behind `GET /stats`.
     pub(crate) stats: stats::StatsCache,
+    /// Limits and ledger of `POST /params`.
+    pub(crate) uploads: params::Uploads,
 }
 
 pub(crate) type ApiState = Arc<Api>;
@@ -129,10 +135,15 @@ pub fn router_with(
     http: &HttpConfig,
 ) -> Router {
     let inference_body_limit = inference.max_input_bytes() + inference::ENVELOPE_BYTES;
+    let uploads = params::Uploads::for_chain(&ctx.params);
+    // The handler reads the raw body and enforces the limit itself (per domain, with a JSON
+    // 413); the layer only keeps any buffering extractor at the same bound.
+    let upload_body_limit = usize::try_from(uploads.limit()).unwrap_or(usize::MAX);
     let api = Arc::new(Api {
         account_hex: ctx.account().to_hex(),
         metrics: Arc::clone(inference.metrics()),
         stats: stats::StatsCache::default(),
+        uploads,
         ctx,
         inference,
     });
@@ -163,6 +174,11 @@ pub fn router_with(
         .route("/optimae", get(optimae::list))
         .route("/optimae/{id}", get(optimae::get))
         .route("/reputation", get(optimae::reputation))
+        .route(
+            "/params",
+            axum::routing::post(params::upload).layer(DefaultBodyLimit::max(upload_body_limit)),
+        )
+        .route("/params/{id}", get(params::download))
         .route("/coin", get(coin::coin))
         .route("/stats", get(stats::stats))
         .route("/stats/export.csv", get(stats::export_csv))

@@ -23,7 +23,8 @@ use schemars::JsonSchema;
 use serde_json::{json, Map, Value};
 
 use super::{
-    account, chain, chain_info, coin, error, inference, market, optimae, peers, stats, status, tx,
+    account, chain, chain_info, coin, error, inference, market, optimae, params, peers, stats,
+    status, tx,
 };
 
 /// Produces the schema of one type, adding what it references to the generator.
@@ -66,7 +67,7 @@ pub(super) enum QueryDoc {
     Manual(&'static [(&'static str, &'static str, &'static str)]),
 }
 
-/// What a successful response carries.
+/// What a successful response (or a request body) carries.
 #[derive(Clone, Copy)]
 pub(super) enum Content {
     /// `application/json` with this schema.
@@ -76,6 +77,8 @@ pub(super) enum Content {
         media_type: &'static str,
         description: &'static str,
     },
+    /// Raw bytes, `application/octet-stream` (parameter blobs).
+    Binary { description: &'static str },
 }
 
 /// One route's documentation.
@@ -88,8 +91,10 @@ pub(super) struct RouteDoc {
     /// Path parameters: name and description (all strings).
     pub(super) path_params: &'static [(&'static str, &'static str)],
     pub(super) query: QueryDoc,
-    pub(super) request: Option<SchemaFn>,
+    pub(super) request: Option<Content>,
     pub(super) response: Content,
+    /// Whether the route also answers `201 Created` (with the same content as 200).
+    pub(super) created: bool,
     /// Error statuses besides 500 (which any route may answer).
     pub(super) errors: &'static [u16],
 }
@@ -115,6 +120,7 @@ const fn get(
         query,
         request: None,
         response,
+        created: false,
         errors,
     }
 }
@@ -239,8 +245,9 @@ pub(super) const ROUTES: &[RouteDoc] = &[
         summary: "Submit a signed transaction",
         path_params: &[],
         query: NO_QUERY,
-        request: Some(schema::<doin_core::tx::SignedTx>),
+        request: Some(Content::Json(schema::<doin_core::tx::SignedTx>)),
         response: Content::Json(schema::<tx::Accepted>),
+        created: false,
         errors: &[400, 409, 413, 422],
     },
     get(
@@ -291,6 +298,36 @@ pub(super) const ROUTES: &[RouteDoc] = &[
         Content::Json(schema::<optimae::ReputationPage>),
         &[400],
     ),
+    RouteDoc {
+        method: Method::Post,
+        path: "/params",
+        summary: "Store a parameter blob (model weights) under its hash, for a reveal to name \
+            (201 when written, 200 when already held)",
+        path_params: &[],
+        query: QueryDoc::Struct(inline::<params::UploadQuery>),
+        request: Some(Content::Binary {
+            description: "the raw parameter bytes, at most the domain's \
+                `limits.max_params_bytes` (and 256 MiB)",
+        }),
+        response: Content::Json(schema::<params::Stored>),
+        created: true,
+        errors: &[400, 408, 413, 503, 507],
+    },
+    with_path(
+        get(
+            "/params/{id}",
+            "The parameter blob with this hash (raw bytes), e.g. a champion's model",
+            NO_QUERY,
+            Content::Binary {
+                description: "the blob's bytes; their `params_hash` is the id",
+            },
+            &[400, 404, 503],
+        ),
+        &[(
+            "id",
+            "the params hash: 64 hex digits (an optional `0x` prefix is accepted)",
+        )],
+    ),
     get(
         "/peers",
         "Connected peers with address, gossip score and domains",
@@ -337,8 +374,9 @@ pub(super) const ROUTES: &[RouteDoc] = &[
         summary: "A prediction from a domain's champion, paid with a channel voucher",
         path_params: &[],
         query: NO_QUERY,
-        request: Some(schema::<inference::InferRequest>),
+        request: Some(Content::Json(schema::<inference::InferRequest>)),
         response: Content::Json(schema::<crate::inference::Answer>),
+        created: false,
         errors: &[400, 402, 404, 413, 422, 503],
     },
     with_path(
@@ -418,10 +456,12 @@ fn status_text(code: u16) -> &'static str {
         400 => "malformed id, query or body, or a limit over its maximum",
         402 => "payment required: the body also says how to pay",
         404 => "no such thing here",
+        408 => "the request body did not arrive in time",
         409 => "conflict: already pending",
         413 => "request body over the limit",
         422 => "well-formed but refused",
-        503 => "not available yet",
+        503 => "not available yet, or busy: retry later",
+        507 => "the node's space for such uploads is full: retry later",
         _ => "internal error; details are in the node's log",
     }
 }
@@ -514,14 +554,14 @@ fn operation(gen: &mut SchemaGenerator, r: &RouteDoc) -> Value {
             let s = f(gen);
             json!({"description": "OK", "content": {"application/json": {"schema": to_value(gen, s)}}})
         }
-        Content::Other {
-            media_type,
-            description,
-        } => {
-            json!({"description": description, "content": {media_type: {"schema": {"type": "string"}}}})
-        }
+        other => body(gen, other),
     };
     let mut responses = Map::new();
+    if r.created {
+        let mut created = ok.clone();
+        created["description"] = json!("Created");
+        responses.insert("201".into(), created);
+    }
     responses.insert("200".into(), ok);
     for code in r.errors.iter().copied().chain([500]) {
         responses.insert(
@@ -538,12 +578,31 @@ fn operation(gen: &mut SchemaGenerator, r: &RouteDoc) -> Value {
     if !params.is_empty() {
         op["parameters"] = Value::Array(params);
     }
-    if let Some(f) = r.request {
-        let s = f(gen);
-        op["requestBody"] = json!({"required": true,
-            "content": {"application/json": {"schema": to_value(gen, s)}}});
+    if let Some(request) = r.request {
+        let mut b = body(gen, request);
+        b["required"] = json!(true);
+        op["requestBody"] = b;
     }
     op
+}
+
+/// A request body or response of `content`: `{"description", "content": {media: {schema}}}`.
+fn body(gen: &mut SchemaGenerator, content: Content) -> Value {
+    match content {
+        Content::Json(f) => {
+            let s = f(gen);
+            json!({"content": {"application/json": {"schema": to_value(gen, s)}}})
+        }
+        Content::Other {
+            media_type,
+            description,
+        } => {
+            json!({"description": description, "content": {media_type: {"schema": {"type": "string"}}}})
+        }
+        Content::Binary { description } => json!({"description": description,
+            "content": {"application/octet-stream":
+                {"schema": {"type": "string", "format": "binary"}}}}),
+    }
 }
 
 /// A unique id from method and path: `get_chain_block_id`.

@@ -1432,3 +1432,8 @@ async fn provider_settles_before_expiry_and_refuses_vouchers_it_could_not_settle
 // In `tests/more.rs`.
 
 mod more;
+
+// === POST /params, GET /params/{id} ===
+// In `tests/params.rs`.
+
+mod params;
