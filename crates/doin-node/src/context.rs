@@ -315,26 +315,10 @@ mod tests {
     use doin_core::fee::FeeBid;
 
     use super::*;
+    use crate::test_support::transfer;
 
     fn alice() -> Keypair {
         Keypair::from_seed([2; 32])
-    }
-
-    fn transfer(ctx: &NodeContext, from: &Keypair, nonce: u64, amount: Amount) -> SignedTx {
-        TxBody {
-            chain_id: ctx.params.chain_id.clone(),
-            sender: from.account(),
-            nonce,
-            fee: FeeBid {
-                max_fee: Amount(10_000),
-                tip: Amount(10),
-            },
-            kind: TxKind::Transfer {
-                to: Keypair::from_seed([3; 32]).account(),
-                amount,
-            },
-        }
-        .sign(from)
     }
 
     async fn node(dir: &std::path::Path) -> std::sync::Arc<NodeContext> {

@@ -354,11 +354,10 @@ fn finalized(ctx: &NodeContext, tip_height: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use doin_core::amount::Amount;
-    use doin_core::fee::FeeBid;
     use doin_core::hash::Hash32;
     use doin_core::identity::Keypair;
     use doin_core::params::ChainParams;
-    use doin_core::tx::{SignedTx, TxBody, TxKind};
+    use doin_core::tx::SignedTx;
 
     use super::*;
 
@@ -377,23 +376,6 @@ mod tests {
         let mut params = ChainParams::dev("reorg");
         params.genesis_allocations = vec![(alice().account(), Amount::from_doin(100))];
         crate::test_support::context(dir, params, node_key(), &[]).await
-    }
-
-    fn transfer(ctx: &NodeContext, nonce: u64, amount: Amount) -> SignedTx {
-        TxBody {
-            chain_id: ctx.params.chain_id.clone(),
-            sender: alice().account(),
-            nonce,
-            fee: FeeBid {
-                max_fee: Amount(10_000),
-                tip: Amount(10),
-            },
-            kind: TxKind::Transfer {
-                to: Keypair::from_seed([3; 32]).account(),
-                amount,
-            },
-        }
-        .sign(&alice())
     }
 
     /// Blocks built by `key` on top of `state`, each carrying the matching entry of `txs`.
@@ -429,7 +411,7 @@ mod tests {
         grow(&ctx, vec![vec![], vec![]]).await;
         let fork_state = (*ctx.view().state).clone();
         // Our chain moves 5 DOIN at height 3.
-        let moved = transfer(&ctx, 0, Amount::from_doin(5));
+        let moved = crate::test_support::transfer(&ctx, &alice(), 0, Amount::from_doin(5));
         grow(&ctx, vec![vec![moved.clone()], vec![], vec![]]).await;
         assert_eq!(ctx.view().state.height, 5);
 

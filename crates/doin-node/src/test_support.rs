@@ -14,6 +14,31 @@ use crate::context::{now_ms, ChainView, DomainRuntime, NetLink, NodeContext};
 use crate::mempool::Mempool;
 use crate::storage::Store;
 
+/// A transfer of `amount` from `from` (with `nonce`) to a fixed third account, with a fee any
+/// dev chain accepts.
+pub(crate) fn transfer(
+    ctx: &NodeContext,
+    from: &Keypair,
+    nonce: u64,
+    amount: doin_core::amount::Amount,
+) -> doin_core::tx::SignedTx {
+    use doin_core::amount::Amount;
+    doin_core::tx::TxBody {
+        chain_id: ctx.params.chain_id.clone(),
+        sender: from.account(),
+        nonce,
+        fee: doin_core::fee::FeeBid {
+            max_fee: Amount(10_000),
+            tip: Amount(10),
+        },
+        kind: doin_core::tx::TxKind::Transfer {
+            to: Keypair::from_seed([3; 32]).account(),
+            amount,
+        },
+    }
+    .sign(from)
+}
+
 /// A node context for `params` with `key`, its chain at genesis in `dir`, working on
 /// `domains` (optimizing and evaluating).
 pub(crate) async fn context(
