@@ -1,8 +1,6 @@
 //! `GET /metrics` through the router: the families and their values after blocks and
 //! inference queries, both formats, and the output accepted by `promtool check metrics`.
 
-use std::process::{Command, Stdio};
-
 use tokio::sync::watch;
 
 use super::*;
@@ -10,7 +8,8 @@ use crate::context::ChainEvent;
 use crate::metrics::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE};
 
 /// Set to 1 (scripts/test.sh does) to fail, not skip, when an external test tool is missing.
-const REQUIRE_TOOLS_ENV: &str = "DOIN_REQUIRE_TEST_TOOLS";
+#[path = "../../../tests/common/promtool.rs"]
+mod promtool;
 
 /// GET `uri` with an optional `Accept` header; asserts a 200 and returns (content type, body).
 async fn get_text(app: &Router, uri: &str, accept: Option<&str>) -> (String, String) {
@@ -242,40 +241,7 @@ async fn metrics_report_chain_blocks_inference_and_build() {
 /// units and help. Skipped when promtool is missing, unless DOIN_REQUIRE_TEST_TOOLS=1.
 #[tokio::test]
 async fn metrics_pass_promtool_check() {
-    let found = Command::new("promtool")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        let why =
-            "promtool not found (Debian package `prometheus`; run scripts/setup-test-tools.sh)";
-        if std::env::var(REQUIRE_TOOLS_ENV).as_deref() == Ok("1") {
-            panic!("{why}, and {REQUIRE_TOOLS_ENV}=1 requires it");
-        }
-        eprintln!("skipping metrics_pass_promtool_check: {why}");
-        return;
-    }
     let (node, _stop, _) = busy_node().await;
     let text = scrape(&node).await;
-
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write as _;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(text.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed ({}):\n{}{}\n--- input ---\n{text}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool::assert_promtool_accepts(&text);
 }
