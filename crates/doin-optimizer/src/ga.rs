@@ -285,6 +285,29 @@ fn names(key: &str, v: &Value) -> EngineResult<Vec<String>> {
     })
 }
 
+/// The [`TrainRequest::seed`] the GA of run seed `run_seed` trains a candidate with: a pure
+/// function of the run seed and the candidate's decoded hyperparameters, so one candidate of
+/// one run always trains (and, for a domain like ts-forecast, is claimed) on the same data.
+/// Exposed so that an outside search (`doin-train-eval serve`, driven by Optuna) scores a
+/// point exactly as this GA would.
+pub fn candidate_seed(run_seed: u64, hyperparameters: &BTreeMap<String, f64>) -> u64 {
+    let words: Vec<u64> = std::iter::once(run_seed)
+        .chain(hyperparameters.values().map(|v| v.to_bits()))
+        .collect();
+    Rng::derive(TAG_TRAIN, &words).next_u64()
+}
+
+/// One gene of a GA's search space as the GA decodes it: the trainer's bounds after
+/// narrowing, and the config's `integer_genes` and `log_genes` flags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GeneSpec {
+    pub name: String,
+    pub low: f64,
+    pub high: f64,
+    pub integer: bool,
+    pub log: bool,
+}
+
 // === genes ===
 
 /// One hyperparameter: its bounds and how the unit cube maps onto them.
@@ -572,6 +595,20 @@ impl Genetic {
         };
         ga.activate_stage(0);
         Ok(ga)
+    }
+
+    /// The genes this GA searches, in its order (the search space's names, sorted).
+    pub fn search_space(&self) -> Vec<GeneSpec> {
+        self.genes
+            .iter()
+            .map(|g| GeneSpec {
+                name: g.name.clone(),
+                low: g.low,
+                high: g.high,
+                integer: g.integer,
+                log: g.log,
+            })
+            .collect()
     }
 
     fn trainer(&self) -> PluginResult<&dyn Train> {
@@ -869,10 +906,7 @@ impl Genetic {
     }
 
     fn training_seed(&self, hyperparameters: &BTreeMap<String, f64>) -> u64 {
-        let words: Vec<u64> = std::iter::once(self.seed)
-            .chain(hyperparameters.values().map(|v| v.to_bits()))
-            .collect();
-        Rng::derive(TAG_TRAIN, &words).next_u64()
+        candidate_seed(self.seed, hyperparameters)
     }
 
     /// Generation bookkeeping after one evaluation: L2 patience and stage advance.

@@ -471,3 +471,93 @@ fn an_accepted_champion_at_the_target_converges_the_ga() {
     assert_eq!(e.step().unwrap(), Step::Converged);
     assert_eq!(e.stats().rounds, 0);
 }
+
+// --- outside searches scoring a point as the GA does ---
+
+/// The quadratic, recording every training request's seed and hyperparameters.
+struct Recording {
+    inner: Quadratic,
+    requests: std::sync::Mutex<Vec<(u64, BTreeMap<String, f64>)>>,
+}
+
+impl Train for Recording {
+    fn search_space(&self) -> doin_core::limits::ParamBounds {
+        self.inner.search_space()
+    }
+    fn train(
+        &self,
+        request: &doin_core::plugin::TrainRequest<'_>,
+    ) -> doin_core::plugin::PluginResult<doin_core::plugin::Proposal> {
+        self.requests
+            .lock()
+            .unwrap()
+            .push((request.seed, request.hyperparameters.clone()));
+        self.inner.train(request)
+    }
+}
+
+impl DomainPlugin for Recording {
+    fn info(&self) -> DomainInfo {
+        self.inner.info()
+    }
+    fn synthetic(&self) -> &dyn SyntheticData {
+        &self.inner
+    }
+    fn evaluator(&self) -> &dyn Evaluate {
+        &self.inner
+    }
+    fn trainer(&self) -> Option<&dyn Train> {
+        Some(self)
+    }
+}
+
+#[test]
+fn the_ga_trains_every_candidate_with_its_candidate_seed() {
+    let plugin = Arc::new(Recording {
+        inner: Quadratic::new(&PluginSetup::new(DomainId::new("quadratic").unwrap())).unwrap(),
+        requests: Default::default(),
+    });
+    let config = json!({"population": 4, "meta_optimizer": "gp"});
+    let c = GaConfig::from_json(&config, 5).unwrap();
+    let mut g = Genetic::new(plugin.clone(), &setup(21, config), c).unwrap();
+    for round in 0..12 {
+        let ctx = ProposeContext {
+            champion: None,
+            seed: round,
+            round,
+        };
+        g.propose(&ctx).unwrap();
+    }
+    let requests = plugin.requests.lock().unwrap();
+    assert_eq!(requests.len(), 12);
+    for (seed, hyper) in requests.iter() {
+        assert_eq!(*seed, ga::candidate_seed(21, hyper));
+        assert_ne!(*seed, ga::candidate_seed(22, hyper));
+    }
+}
+
+#[test]
+fn the_search_space_reports_narrowed_bounds_and_gene_flags() {
+    let g = ga(
+        1,
+        json!({"param_bounds": {"x2": [0.5, 4.0]}, "integer_genes": ["x1"], "log_genes": ["x2"]}),
+    );
+    let space = g.search_space();
+    assert_eq!(space.len(), 10);
+    let gene = |name: &str| space.iter().find(|s| s.name == name).unwrap().clone();
+    assert_eq!(
+        gene("x1"),
+        ga::GeneSpec {
+            name: "x1".into(),
+            low: -10.0,
+            high: 10.0,
+            integer: true,
+            log: false
+        }
+    );
+    let x2 = gene("x2");
+    assert_eq!(
+        (x2.low, x2.high, x2.integer, x2.log),
+        (0.5, 4.0, false, true)
+    );
+}

@@ -37,6 +37,22 @@ fn standalone_runs_and_prints_a_json_summary() {
     assert_eq!(summary["rounds"], 30);
 }
 
+/// `--no-stop` runs every round even past the target (quickstart's −50 is reached within
+/// a few hundred rounds); without it the run stops there.
+#[test]
+fn no_stop_runs_past_the_target() {
+    let rounds = |extra: &[&str]| {
+        let mut args = vec!["--rounds", "3000", "--seed", "3", "--json"];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        summary["rounds"].as_u64().unwrap()
+    };
+    assert!(rounds(&[]) < 3000, "stops at the target");
+    assert_eq!(rounds(&["--no-stop"]), 3000);
+}
+
 #[test]
 fn attach_needs_a_key_and_a_key_needs_attach() {
     let out = run(&["--attach", "http://127.0.0.1:9"]);

@@ -264,14 +264,19 @@ fn run_attached(
     Ok(())
 }
 
-fn run_standalone(cli: &Cli, domain: DomainConfig) -> Result<()> {
+fn run_standalone(cli: &Cli, mut domain: DomainConfig) -> Result<()> {
+    if cli.no_stop {
+        // The plugin reads the domain's target too (its own convergence check).
+        domain.target_performance = None;
+    }
     let plugin = plugin_of(&domain)?;
     let mut stop = StopSettings::from_domain_config(&domain)?;
     if let Some(hints) = plugin.verification_hints() {
         stop = stop.with_min_improvement(hints.min_improvement);
     }
     if cli.no_stop {
-        stop = stop.with_target_performance(None);
+        // `None` would fall back to the plugin's own target: a target nothing reaches.
+        stop = stop.with_target_performance(Some(f64::MAX));
     }
     let target = domain.target_performance;
     let mut engine = Engine::new(plugin, domain.optimizer_setup(cli.seed), stop)
