@@ -151,12 +151,17 @@ fn four_producers_take_turns_and_agree_on_one_chain() {
 
     // Every node's stored chain re-executes from genesis, rewards included, with coins
     // exactly conserved (balances + bonds + stakes + deposits = issued − burned).
+    // Islands: an optimizing node adopted the other's revealed candidates before their
+    // verdicts (optimistic migration).
+    let mut migrated = false;
     for (node, (dir, config)) in nodes.into_iter().zip(dirs.iter().zip(&configs)) {
         let log = node.stop();
         assert!(!log.contains("panicked"), "{log}");
+        migrated |= log.contains("revealed candidate");
         let report = verify_stored_chain(dir, config);
         assert!(report.contains("verified: all"), "{report}");
     }
+    assert!(migrated, "no island adopted another's revealed candidate");
 }
 
 #[test]

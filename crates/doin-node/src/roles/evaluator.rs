@@ -2,7 +2,9 @@
 //!
 //! After every block it looks for revealed optimae whose quorum drew this node and that it
 //! has not voted on, measures each on its own synthetic data (off the async threads) and
-//! votes. It also hands newly accepted champions to the optimizer engines of their domains.
+//! votes. It also feeds the optimizer engines of its domains (the island model): another
+//! node's revealed candidate it measured and found to reproduce its claim, provisionally;
+//! champions accepted on chain, for good; rejected ones, to drop their provisional copy.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -15,8 +17,16 @@ use doin_core::tx::TxKind;
 use doin_evaluator::EvaluatorRole;
 use tokio::sync::{broadcast, watch};
 
-use super::optimizer::OptimizerHandle;
+use super::optimizer::{Migration, OptimizerHandle};
 use crate::context::{ChainEvent, NodeContext};
+
+/// The reveal's `hp.*` metrics, so a GA island can place a migrant in its search space.
+fn hyperparameters_of(metrics: &[doin_core::tx::Metric]) -> BTreeMap<String, f64> {
+    metrics
+        .iter()
+        .filter_map(|m| Some((m.name.strip_prefix("hp.")?.to_string(), m.value)))
+        .collect()
+}
 
 /// The score voted for parameters that do not even load: finite (votes must be), and far
 /// below any honest claim, so the claim is not reproduced.
@@ -31,7 +41,7 @@ pub async fn run(
 ) {
     let mut events = ctx.events.subscribe();
     let mut attempted: HashSet<Hash32> = HashSet::new();
-    vote_where_drawn(&ctx, &evaluators, &mut attempted);
+    vote_where_drawn(&ctx, &evaluators, &optimizers, &mut attempted);
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
@@ -44,13 +54,14 @@ pub async fn run(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         }
-        vote_where_drawn(&ctx, &evaluators, &mut attempted);
+        vote_where_drawn(&ctx, &evaluators, &optimizers, &mut attempted);
     }
 }
 
 fn vote_where_drawn(
     ctx: &Arc<NodeContext>,
     evaluators: &BTreeMap<DomainId, Arc<dyn EvaluatorRole>>,
+    optimizers: &[OptimizerHandle],
     attempted: &mut HashSet<Hash32>,
 ) {
     let view = ctx.view();
@@ -75,6 +86,17 @@ fn vote_where_drawn(
             reveal.params_hash,
             pending.domain.clone(),
         );
+        // Another island's candidate that this node verifies goes to its own optimizer too,
+        // provisionally (if the measurement reproduces the claim).
+        let island = (pending.optimizer != me)
+            .then(|| optimizers.iter().find(|h| h.domain == domain))
+            .flatten()
+            .map(|h| h.migrants.clone());
+        let rules = ctx
+            .params
+            .domain(&domain)
+            .map(doin_core::optimae::VerdictRules::from);
+        let (claim, hyperparameters) = (reveal.claim, hyperparameters_of(&reveal.metrics));
         let max_bytes = ctx
             .params
             .domain(&domain)
@@ -93,7 +115,7 @@ fn vote_where_drawn(
                             &params_hash.to_hex()[..12]
                         )
                     })?;
-                evaluator
+                let vote = evaluator
                     .evaluate(&seed, &me, &params, &params_hash)
                     .map(|v| (v.measured, v.data_hash))
                     .or_else(|err| {
@@ -102,11 +124,21 @@ fn vote_where_drawn(
                         } else {
                             Err(err.to_string())
                         }
-                    })
+                    })?;
+                Ok::<_, String>((vote, params))
             })
             .await;
             match measured {
-                Ok(Ok((measured, data_hash))) => {
+                Ok(Ok(((measured, data_hash), params))) => {
+                    let reproduced =
+                        rules.is_some_and(|r| doin_core::optimae::agrees(&r, claim, measured));
+                    if let (Some(island), true) = (&island, reproduced) {
+                        let _ = island.send(Migration::Revealed(Migrant {
+                            params,
+                            performance: measured,
+                            hyperparameters,
+                        }));
+                    }
                     match ctx.submit_own(TxKind::Vote {
                         commitment,
                         measured,
@@ -134,8 +166,17 @@ fn feed_champions(
     verdicts: &[doin_core::state::VerdictRecord],
 ) {
     for record in verdicts {
-        let Verdict::Accepted { median, .. } = record.verdict else {
-            continue;
+        let median = match record.verdict {
+            Verdict::Accepted { median, .. } => median,
+            Verdict::Rejected { .. } | Verdict::NoQuorum { .. } => {
+                // Drops a provisional migrant of it, if this island adopted one.
+                if let Some(handle) = optimizers.iter().find(|h| h.domain == record.domain) {
+                    let _ = handle
+                        .migrants
+                        .send(Migration::Rejected(record.params_hash));
+                }
+                continue;
+            }
         };
         if let Some(runtime) = ctx.domain(&record.domain) {
             if runtime.target_performance.is_some_and(|t| median >= t) {
@@ -147,16 +188,11 @@ fn feed_champions(
         };
         match ctx.blobs.get(&record.params_hash) {
             Ok(Some(params)) => {
-                let _ = handle.champions.send(Migrant {
+                let _ = handle.migrants.send(Migration::Champion(Migrant {
                     params,
                     performance: median,
-                    // The reveal's `hp.*` metrics, so a GA island can place the champion.
-                    hyperparameters: record
-                        .metrics
-                        .iter()
-                        .filter_map(|m| Some((m.name.strip_prefix("hp.")?.to_string(), m.value)))
-                        .collect(),
-                });
+                    hyperparameters: hyperparameters_of(&record.metrics),
+                }));
             }
             _ => tracing::debug!(
                 "champion parameters {} not held locally",

@@ -25,12 +25,24 @@ use tokio::sync::watch;
 use super::wait_for_blocks;
 use crate::context::{ChainEvent, NodeContext};
 
+/// What the island learns from the other islands (the network).
+#[derive(Debug)]
+pub enum Migration {
+    /// A champion accepted on chain: adopted for good.
+    Champion(Migrant),
+    /// Another node's revealed candidate, measured by this node's evaluator and found to
+    /// reproduce its claim: adopted provisionally, before the verdict (optimistic migration).
+    Revealed(Migrant),
+    /// The chain rejected the optimae with these parameters: a provisional migrant leaves.
+    Rejected(Hash32),
+}
+
 /// What the node keeps to talk to a running optimizer thread.
 #[derive(Debug)]
 pub struct OptimizerHandle {
     pub domain: DomainId,
-    /// Champions accepted on chain, for the engine's population.
-    pub champions: mpsc::Sender<Migrant>,
+    /// What other islands found, for the engine's population.
+    pub migrants: mpsc::Sender<Migration>,
 }
 
 /// Starts the engine thread and the commit/reveal pipeline of one domain.
@@ -42,7 +54,7 @@ pub fn spawn(
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<OptimizerHandle> {
     let (best_tx, best_rx) = watch::channel::<Option<Proposal>>(None);
-    let (champ_tx, champ_rx) = mpsc::channel::<Migrant>();
+    let (champ_tx, champ_rx) = mpsc::channel::<Migration>();
     let thread_ctx = Arc::clone(&ctx);
     let thread_domain = domain.clone();
     let thread_shutdown = shutdown.clone();
@@ -62,7 +74,7 @@ pub fn spawn(
     tokio::spawn(pipeline(ctx, domain.clone(), best_rx, shutdown));
     Ok(OptimizerHandle {
         domain,
-        champions: champ_tx,
+        migrants: champ_tx,
     })
 }
 
@@ -72,7 +84,7 @@ fn engine_loop(
     mut engine: Box<dyn OptimizerRole>,
     round_interval: Duration,
     best: watch::Sender<Option<Proposal>>,
-    champions: mpsc::Receiver<Migrant>,
+    migrants: mpsc::Receiver<Migration>,
     shutdown: watch::Receiver<bool>,
 ) {
     let Some(runtime) = ctx.domain(&domain) else {
@@ -80,9 +92,23 @@ fn engine_loop(
     };
     while !*shutdown.borrow() {
         let round_start = std::time::Instant::now();
-        while let Ok(migrant) = champions.try_recv() {
-            if let Err(err) = engine.observe_champion(migrant) {
-                tracing::warn!("{domain}: champion not adopted: {err}");
+        while let Ok(migration) = migrants.try_recv() {
+            let adopted = match migration {
+                Migration::Champion(migrant) => engine.observe_champion(migrant),
+                Migration::Revealed(migrant) => {
+                    tracing::info!(
+                        "{domain}: adopted another node's revealed candidate ({:.4} on my data) provisionally",
+                        migrant.performance
+                    );
+                    engine.observe_revealed(migrant)
+                }
+                Migration::Rejected(params_hash) => {
+                    engine.observe_rejected(&params_hash);
+                    Ok(())
+                }
+            };
+            if let Err(err) = adopted {
+                tracing::warn!("{domain}: migrant not adopted: {err}");
             }
         }
         match engine.step() {
