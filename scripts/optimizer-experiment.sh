@@ -80,17 +80,11 @@ budget ga+gp --optimizer ga --meta gp
 
 # --- Optuna at equal budgets ---
 OPTUNA_OK=0
-VENV="$HOME/.cache/doin/optuna-venv"
-if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c "import optuna, cmaes" 2>/dev/null; then
-    echo "installing optuna into $VENV ..." >&2
-    if python3 -m venv "$VENV" >&2 && "$VENV/bin/pip" install -q optuna cmaes >&2; then
-        OPTUNA_OK=1
-    fi
-else
+if OPTUNA_PY="$(scripts/setup-optuna.sh)"; then
     OPTUNA_OK=1
 fi
 if [[ "$OPTUNA_OK" == 1 ]]; then
-    "$VENV/bin/python" - "$WORK" "$SEEDS" "$BUDGET" <<'EOF'
+    "$OPTUNA_PY" - "$WORK" "$SEEDS" "$BUDGET" <<'EOF'
 import json, sys, time, warnings
 import optuna
 warnings.filterwarnings("ignore")

@@ -25,6 +25,8 @@
 //! [`doin_optimizer::attach`]; this binary parses the flags, builds the plugin, shows
 //! progress and handles Ctrl-C.
 
+mod shared;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,7 +35,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use doin_core::config::{DomainConfig, NodeConfig};
-use doin_core::params::DomainId;
 use doin_optimizer::attach::{self, AttachOptions, Event, StopReason};
 use doin_optimizer::{Engine, Step, StopSettings};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -109,27 +110,7 @@ fn main() -> Result<()> {
 
 /// The config and the chosen domain, with the command line's overrides applied.
 fn load_domain(cli: &Cli) -> Result<(NodeConfig, DomainConfig)> {
-    let text = std::fs::read_to_string(&cli.config)
-        .with_context(|| format!("reading {}", cli.config.display()))?;
-    let (config, warnings) = NodeConfig::from_json_str(&text)
-        .with_context(|| format!("parsing {}", cli.config.display()))?;
-    for w in warnings {
-        eprintln!("config warning: {w}");
-    }
-    let mut domain = match &cli.domain {
-        None => config
-            .domains
-            .first()
-            .cloned()
-            .context("the config has no domains")?,
-        Some(id) => {
-            let id = DomainId::new(id).context("invalid --domain")?;
-            config
-                .domain(&id)
-                .cloned()
-                .with_context(|| format!("domain {id} is not in the config"))?
-        }
-    };
+    let (config, mut domain) = shared::load_config_domain(&cli.config, cli.domain.as_deref())?;
     if let Some(t) = cli.target {
         domain.target_performance = Some(t);
     }

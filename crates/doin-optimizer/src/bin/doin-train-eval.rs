@@ -37,6 +37,8 @@
 //! `doin-optimizer --no-stop` clears only the engine's target; the plugin's own target, which
 //! ts-forecast takes from the config, still converges the engine once a claim reaches it.)
 
+mod shared;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -45,9 +47,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use doin_core::config::{DomainConfig, NodeConfig};
+use doin_core::config::DomainConfig;
 use doin_core::hash::{Hash32, HashKind};
-use doin_core::params::DomainId;
 use doin_core::plugin::{checked_score, Dataset, DomainPlugin, PluginError, TrainRequest};
 use doin_optimizer::ga::{self, GaConfig, GeneSpec, Genetic};
 use doin_optimizer::{Engine, Step, StopSettings};
@@ -136,27 +137,7 @@ struct Bench {
 
 impl Bench {
     fn load(common: &Common, overrides: &[(&str, Value)]) -> Result<Self> {
-        let text = std::fs::read_to_string(&common.config)
-            .with_context(|| format!("reading {}", common.config.display()))?;
-        let (config, warnings) = NodeConfig::from_json_str(&text)
-            .with_context(|| format!("parsing {}", common.config.display()))?;
-        for w in warnings {
-            eprintln!("config warning: {w}");
-        }
-        let mut domain = match &common.domain {
-            None => config
-                .domains
-                .first()
-                .cloned()
-                .context("the config has no domains")?,
-            Some(id) => {
-                let id = DomainId::new(id).context("invalid --domain")?;
-                config
-                    .domain(&id)
-                    .cloned()
-                    .with_context(|| format!("domain {id} is not in the config"))?
-            }
-        };
+        let (_, mut domain) = shared::load_config_domain(&common.config, common.domain.as_deref())?;
         // Every run spends its budget: no target, neither the engine's nor the plugin's.
         domain.target_performance = None;
         for (k, v) in overrides {
