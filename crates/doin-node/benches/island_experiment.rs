@@ -15,6 +15,7 @@
 //! ```sh
 //! cargo bench -p doin-node --bench island_experiment              # 20 seeds
 //! cargo bench -p doin-node --bench island_experiment -- --quick   # 2 seeds, < 2 minutes
+//! cargo bench -p doin-node --bench island_experiment -- --nodes 2,4  # some node counts
 //! ```
 //! (`scripts/island-experiment.sh` runs the same.) Every run is bounded in time and kills
 //! its processes.
@@ -167,8 +168,19 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let settings = if quick {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--nodes 2,4`: only those node counts (the "vs 1" column then needs a run with 1).
+    let only_nodes: Option<Vec<usize>> = args
+        .iter()
+        .position(|a| a == "--nodes")
+        .and_then(|i| args.get(i + 1))
+        .map(|list| {
+            list.split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .collect()
+        });
+    let mut settings = if quick {
         Settings {
             seeds: 2,
             round_ms: 100,
@@ -181,6 +193,9 @@ fn main() {
             node_counts: vec![1, 2, 4],
         }
     };
+    if let Some(nodes) = only_nodes {
+        settings.node_counts = nodes;
+    }
     println!(
         "island experiment: quadratic n=10, {} seeds, rounds paced to {} ms, blocks every {BLOCK_MS} ms",
         settings.seeds, settings.round_ms
@@ -231,11 +246,13 @@ fn main() {
         "missed"
     );
     for row in &table {
+        let median = |v: &[f64]| percentile(v, 0.5);
         let base = table
             .iter()
-            .find(|b| b.optimizer == row.optimizer && b.nodes == 1 && b.target == row.target)
-            .unwrap();
-        let median = |v: &[f64]| percentile(v, 0.5);
+            .find(|b| b.optimizer == row.optimizer && b.nodes == 1 && b.target == row.target);
+        let ratio = |pick: fn(&Row) -> &Vec<f64>, v: &[f64]| {
+            base.map_or(f64::NAN, |b| median(v) / median(pick(b)))
+        };
         let (rounds, seconds) = (&row.rounds, &row.seconds);
         println!(
             "{:<12} {:>5} {:>7} | {:>8.1} {:>7.1}-{:<7.1} {:>7.2}x | {:>8.2} {:>7.2}-{:<7.2} {:>7.2}x | {:>6}",
@@ -245,11 +262,11 @@ fn main() {
             median(rounds),
             percentile(rounds, 0.1),
             percentile(rounds, 0.9),
-            median(rounds) / median(&base.rounds),
+            ratio(|b| &b.rounds, rounds),
             median(seconds),
             percentile(seconds, 0.1),
             percentile(seconds, 0.9),
-            median(seconds) / median(&base.seconds),
+            ratio(|b| &b.seconds, seconds),
             row.missed
         );
     }
