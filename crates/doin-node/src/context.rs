@@ -113,6 +113,12 @@ impl Parked {
     /// Takes the entries to retry now (all, or `sender`'s), in nonce order per sender, with
     /// the height each was parked at; drops the expired ones.
     fn take(&mut self, sender: Option<&AccountId>, height: u64) -> Vec<(SignedTx, u64)> {
+        // The common case on every admission: nothing parked for this sender.
+        if let Some(s) = sender {
+            if !self.txs.iter().any(|(tx, _)| &tx.body.sender == s) {
+                return Vec::new();
+            }
+        }
         self.txs
             .retain(|(_, parked)| height <= parked.saturating_add(PARK_BLOCKS));
         let (mut due, rest): (Vec<_>, Vec<_>) = self
@@ -237,8 +243,8 @@ impl NodeContext {
     }
 
     /// Retries the parked transactions (of `sender` only, when given): those that now go in
-    /// leave the lot, those parked for more than [`PARK_BLOCKS`] blocks are dropped. Called
-    /// after every new tip.
+    /// leave the lot, those parked for more than [`PARK_BLOCKS`] blocks are dropped. The
+    /// network service calls it after every new tip; an admission calls it for its sender.
     pub fn retry_parked(&self, sender: Option<&AccountId>) {
         let height = self.view().state.height;
         let due = self

@@ -64,9 +64,9 @@ impl SideBlocks {
         while self.blocks.len() >= MAX_SIDE_BLOCKS {
             let Some(oldest) = self
                 .blocks
-                .values()
-                .min_by_key(|b| (b.header.height, b.hash()))
-                .map(Block::hash)
+                .iter()
+                .min_by_key(|(hash, b)| (b.header.height, **hash))
+                .map(|(hash, _)| *hash)
             else {
                 break;
             };
@@ -313,7 +313,6 @@ fn requeue(ctx: &NodeContext, removed: &[Block], applied: &[(Block, ChainState, 
     if back > 0 {
         tracing::info!("reorganization: {back} transactions back in the mempool");
     }
-    ctx.retry_parked(None);
 }
 
 /// Validates `block` on top of `parent` (off the async runtime).

@@ -514,13 +514,25 @@ impl Service {
         })
     }
 
+    /// Peers' transactions parked as "not yet" get another try after a new tip (off the
+    /// writer lock and the async threads: each try checks the transaction against a copy of
+    /// the state).
+    fn retry_parked(&self) {
+        let ctx = Arc::clone(&self.ctx);
+        tokio::task::spawn_blocking(move || ctx.retry_parked(None));
+    }
+
     async fn outbound(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut blocks = self.ctx.events.subscribe();
         let mut txs = self.ctx.net.outbound_txs.subscribe();
         let me = self.ctx.account();
         loop {
             tokio::select! {
-                event = blocks.recv() => match event {
+                event = blocks.recv() => {
+                    if matches!(event, Ok(ChainEvent::Block { .. }) | Err(broadcast::error::RecvError::Lagged(_))) {
+                        self.retry_parked();
+                    }
+                    match event {
                     Ok(ChainEvent::Block { header, .. }) if header.proposer == me => {
                         match self.ctx.store.block_by_height(header.height).await {
                             Ok(Some(block)) => {
@@ -535,6 +547,7 @@ impl Service {
                     }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return,
+                    }
                 },
                 tx = txs.recv() => match tx {
                     Ok(tx) => {

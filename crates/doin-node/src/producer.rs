@@ -137,8 +137,6 @@ pub(crate) async fn commit(
         tip: header.clone(),
     };
     log_block(ctx, &header, &receipt, block.txs.len(), how);
-    // What the new block made possible (a reveal's votes, a funded commit).
-    ctx.retry_parked(None);
     let _ = ctx.events.send(ChainEvent::Block {
         header,
         receipt: Arc::new(receipt),
