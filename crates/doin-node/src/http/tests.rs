@@ -93,6 +93,12 @@ async fn test_node(blocks: u64) -> TestNode {
         (alice().account(), Amount::from_doin(100)),
         (node_key().account(), Amount::from_doin(7)),
     ];
+    test_node_on(dir, params, blocks).await
+}
+
+/// A node with the key `node_key()` on `params` (the node made a genesis evaluator of
+/// `quadratic`) in `dir`, with `blocks` empty blocks on top of genesis.
+async fn test_node_on(dir: tempfile::TempDir, mut params: ChainParams, blocks: u64) -> TestNode {
     params.genesis_evaluators = vec![(quadratic(), node_key().account())];
     params.validate().unwrap();
     let ctx = crate::test_support::context(dir.path(), params, node_key(), &[quadratic()]).await;

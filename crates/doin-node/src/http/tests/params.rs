@@ -54,17 +54,7 @@ async fn small_limit_node() -> TestNode {
     big.id = DomainId::new("big").unwrap();
     big.limits.max_params_bytes = 4096;
     params.domains.push(big);
-    params.genesis_evaluators = vec![(quadratic(), node_key().account())];
-    params.validate().unwrap();
-    let ctx = crate::test_support::context(dir.path(), params, node_key(), &[quadratic()]).await;
-    add_block(&ctx, Vec::new()).await;
-    let inference = inference_service(&ctx, dir.path(), InferenceConfig::default()).await;
-    TestNode {
-        app: router(Arc::clone(&ctx), Arc::clone(&inference)),
-        inference,
-        ctx,
-        _dir: dir,
-    }
+    test_node_on(dir, params, 1).await
 }
 
 #[tokio::test]
