@@ -21,7 +21,12 @@
 //!
 //! With the L3 meta-optimizer on (`meta_optimizer: "gp"`), step 2 makes `meta_candidates`
 //! offspring and trains only the one a Gaussian-process surrogate of (hyperparameters →
-//! performance) rates best by upper confidence bound ([`crate::surrogate`]).
+//! performance) rates best by upper confidence bound ([`crate::surrogate`]), unless the
+//! surrogate's own optimum rates higher still: its predicted mean climbed from the best
+//! records and the best-rated offspring (frozen genes kept, integer genes snapped, never a
+//! point already trained). Where the surrogate is sure (a trend that fits), its optimum wins;
+//! where it is not, the uncertainty of unexplored offspring does. A trained optimum does not
+//! adapt `σ` (it has no parents).
 //!
 //! # Levels of patience
 //!
@@ -60,7 +65,7 @@ use serde_json::{Map, Value};
 
 use crate::engine::{invalid, EngineError, EngineResult};
 use crate::rng::Rng;
-use crate::surrogate::{self, Gp, Record};
+use crate::surrogate::{self, Gp, GpChoice, Record};
 
 /// Members of the population (default). Small, because every member costs one training run:
 /// the population must fill before selection starts.
@@ -82,8 +87,15 @@ pub const DEFAULT_META_CANDIDATES: usize = 128;
 pub const DEFAULT_META_KAPPA: f64 = 1.0;
 /// Candidates tried within one round when training refuses one (over a limit, say).
 const MAX_ATTEMPTS: usize = 8;
-/// Rounds between two length-scale selections of the surrogate (a selection costs six fits).
-const LENGTH_REFRESH: u64 = 8;
+/// Rounds between two model selections of the surrogate (length scale and mean function: a
+/// selection costs six factorizations and 24 fits, about 3.5 ms at 128 records) ...
+const SELECTION_REFRESH: u64 = 8;
+/// ... once it has this many records; below, a selection costs little and every round has
+/// one (the choice changes fastest while records are few).
+const SELECT_EVERY_ROUND_BELOW: usize = 48;
+/// Starting points of the climbs to the surrogate's optimum: the best records and the
+/// offspring the surrogate rates best.
+const OPTIMUM_STARTS: (usize, usize) = (3, 2);
 /// Bounds of the adapted mutation scale.
 const SIGMA_RANGE: (f64, f64) = (1e-7, 0.5);
 /// 1/5 success rule: σ grows by this factor on success and shrinks by its fourth root on
@@ -99,7 +111,8 @@ const TAG_TRAIN: u64 = 0x6761_2d74_7261_696e; // "ga-train"
 pub enum MetaOptimizer {
     /// No screening: every offspring is trained.
     None,
-    /// A Gaussian-process surrogate picks the most promising of `meta_candidates` offspring.
+    /// A Gaussian-process surrogate (with a quadratic trend where it fits) picks the most
+    /// promising of `meta_candidates` offspring and its own optimum.
     Gp,
 }
 
@@ -409,8 +422,11 @@ pub struct GaStats {
     pub stall_generations: u64,
     /// L2 patience exhausted in the last stage.
     pub stalled: bool,
-    /// Rounds in which the surrogate chose the offspring.
+    /// Rounds in which the surrogate chose the candidate.
     pub surrogate_rounds: u64,
+    /// Of those, rounds in which the candidate was the surrogate's own optimum (not an
+    /// offspring).
+    pub surrogate_optima: u64,
     /// Records the surrogate learns from.
     pub records: usize,
     /// Members migrated in (provisionally or for good).
@@ -444,9 +460,10 @@ pub struct Genetic {
     stall_generations: u64,
     stalled: bool,
     records: Vec<Record>,
-    gp_length: Option<f64>,
+    gp_choice: Option<GpChoice>,
     fits_since_selection: u64,
     surrogate_rounds: u64,
+    surrogate_optima: u64,
     migrants_in: u64,
 }
 
@@ -587,9 +604,10 @@ impl Genetic {
             stall_generations: 0,
             stalled: false,
             records: Vec::new(),
-            gp_length: None,
+            gp_choice: None,
             fits_since_selection: 0,
             surrogate_rounds: 0,
+            surrogate_optima: 0,
             migrants_in: 0,
             config,
         };
@@ -640,6 +658,7 @@ impl Genetic {
             stall_generations: self.stall_generations,
             stalled: self.stalled,
             surrogate_rounds: self.surrogate_rounds,
+            surrogate_optima: self.surrogate_optima,
             records: self.records.len(),
             migrants_in: self.migrants_in,
             provisional: self
@@ -875,34 +894,99 @@ impl Genetic {
         (child, parent_best)
     }
 
-    /// The offspring the surrogate rates best among `meta_candidates`, or `None` when the
-    /// surrogate has too little data.
-    fn screened_offspring(&mut self, rng: &mut Rng) -> Option<(Vec<f64>, f64)> {
+    /// The candidate the surrogate rates best by upper confidence bound among
+    /// `meta_candidates` offspring and the surrogate's own optimum (unless that is a trained
+    /// point), with the fitness of its better parent (none for the optimum: it does not adapt
+    /// `σ`); `None` when the surrogate has too little data or, `after_refusal`, should not
+    /// choose.
+    fn screened_offspring(
+        &mut self,
+        rng: &mut Rng,
+        after_refusal: bool,
+    ) -> Option<(Vec<f64>, f64)> {
         if self.config.meta != MetaOptimizer::Gp
+            || after_refusal
             || self.records.len() < self.config.meta_min_records
         {
             return None;
         }
-        let gp = if self.gp_length.is_none() || self.fits_since_selection >= LENGTH_REFRESH {
-            let gp = Gp::fit(&self.records)?;
-            self.gp_length = Some(gp.length_scale());
-            self.fits_since_selection = 0;
-            gp
+        let select = self.gp_choice.is_none()
+            || self.records.len() < SELECT_EVERY_ROUND_BELOW
+            || self.fits_since_selection >= SELECTION_REFRESH;
+        let refit = if select {
+            None
         } else {
             self.fits_since_selection += 1;
-            Gp::fit_with_length(&self.records, self.gp_length?)?
+            self.gp_choice
+                .and_then(|choice| Gp::fit_with(&self.records, choice))
         };
-        let mut best: Option<(f64, (Vec<f64>, f64))> = None;
+        let gp = match refit {
+            Some(gp) => gp,
+            None => {
+                let gp = Gp::fit(&self.records)?;
+                self.gp_choice = Some(gp.choice());
+                self.fits_since_selection = 0;
+                gp
+            }
+        };
+        let kappa = self.config.meta_kappa;
+        let score = |u: &[f64]| {
+            let (mean, sd) = gp.predict(u);
+            mean + kappa * sd
+        };
+        // The best offspring (score, genes, better parent's fitness), best first.
+        let keep = OPTIMUM_STARTS.1.max(1);
+        let mut top: Vec<(f64, Vec<f64>, f64)> = Vec::with_capacity(keep + 1);
         for _ in 0..self.config.meta_candidates {
             let (child, parent) = self.offspring(rng);
-            let (mean, sd) = gp.predict(&child);
-            let score = mean + self.config.meta_kappa * sd;
-            if best.as_ref().is_none_or(|(s, _)| score > *s) {
-                best = Some((score, (child, parent)));
+            let s = score(&child);
+            if top.len() < keep || top.last().is_some_and(|(worst, _, _)| s > *worst) {
+                let at = top.iter().position(|(t, _, _)| s > *t).unwrap_or(top.len());
+                top.insert(at, (s, child, parent));
+                top.truncate(keep);
             }
         }
         self.surrogate_rounds += 1;
-        best.map(|(_, c)| c)
+        // The surrogate's optimum: its mean climbed from the best records and offspring,
+        // frozen genes kept, integer genes snapped, never a point already trained.
+        let mut by_performance: Vec<&Record> = self.records.iter().collect();
+        by_performance.sort_by(|a, b| b.performance.total_cmp(&a.performance));
+        let starts = by_performance
+            .iter()
+            .take(OPTIMUM_STARTS.0)
+            .map(|r| {
+                r.unit
+                    .iter()
+                    .zip(&self.active)
+                    .zip(&self.frozen)
+                    .map(|((&u, &active), &frozen)| if active { u } else { frozen })
+                    .collect::<Vec<f64>>()
+            })
+            .chain(top.iter().take(OPTIMUM_STARTS.1).map(|(_, u, _)| u.clone()));
+        let mut optimum: Option<(f64, Vec<f64>)> = None;
+        for start in starts {
+            let climbed: Vec<f64> = gp
+                .ascend(&start, &self.active)
+                .iter()
+                .zip(&self.genes)
+                .map(|(&u, g)| g.snap(u))
+                .collect();
+            if self.records.iter().any(|r| r.unit == climbed) {
+                continue;
+            }
+            let s = score(&climbed);
+            if optimum.as_ref().is_none_or(|(best, _)| s > *best) {
+                optimum = Some((s, climbed));
+            }
+        }
+        let (best_score, child, parent) = top.into_iter().next()?;
+        match optimum {
+            Some((s, u)) if s > best_score => {
+                self.surrogate_optima += 1;
+                Some((u, f64::NEG_INFINITY))
+            }
+            _ => Some((child, parent)),
+        }
     }
 
     fn training_seed(&self, hyperparameters: &BTreeMap<String, f64>) -> u64 {
@@ -982,11 +1066,14 @@ impl Optimize for Genetic {
 
         let mut last_error = None;
         let mut outcome = None;
+        // After a refusal, the round's later attempts are plain offspring: the surrogate
+        // would pick the same point, or one next to it, again.
+        let mut refused = false;
         for _ in 0..MAX_ATTEMPTS {
             let filling = self.population.len() < self.config.population;
             let (unit, parent_best, screened) = if filling {
                 (self.random_individual(&mut rng), f64::NEG_INFINITY, false)
-            } else if let Some((u, p)) = self.screened_offspring(&mut rng) {
+            } else if let Some((u, p)) = self.screened_offspring(&mut rng, refused) {
                 (u, p, true)
             } else {
                 let (u, p) = self.offspring(&mut rng);
@@ -1004,12 +1091,14 @@ impl Optimize for Genetic {
                     break;
                 }
                 Ok(p) => {
+                    refused = true;
                     last_error = Some(PluginError::NonFiniteScore {
                         value: p.claimed_performance,
                     })
                 }
                 // The candidate itself is unacceptable (over a limit, say): try another.
                 Err(e) if e.blames_params() || matches!(e, PluginError::InvalidInput { .. }) => {
+                    refused = true;
                     last_error = Some(e)
                 }
                 Err(e) => return Err(e),

@@ -244,6 +244,90 @@ fn the_gp_meta_optimizer_beats_the_plain_ga_at_equal_evaluations() {
 }
 
 #[test]
+fn ga_plus_gp_needs_a_third_of_the_random_steps_rounds_at_both_targets() {
+    // Issue 6's goal. On this separable quadratic the surrogate's trend is exactly right, so
+    // its optimum is the target's as soon as the trend is determined.
+    let seeds = 15;
+    for target in [-100.0, -50.0] {
+        let rs = median_rounds(json!({}), target, seeds);
+        let meta = median_rounds(
+            json!({"optimizer": "ga", "meta_optimizer": "gp"}),
+            target,
+            seeds,
+        );
+        eprintln!("median rounds to {target} over {seeds} seeds: GA+GP {meta}, random step {rs}");
+        assert!(3.0 * meta <= rs, "GA+GP {meta} vs random step {rs}");
+    }
+}
+
+#[test]
+fn the_surrogates_optimum_is_proposed_and_reproduces_from_the_seed() {
+    let run = |seed| {
+        let mut g = ga(seed, json!({"meta_optimizer": "gp"}));
+        let candidates: Vec<f64> = (0..20)
+            .map(|round| {
+                let ctx = ProposeContext {
+                    champion: None,
+                    seed: round,
+                    round,
+                };
+                g.propose(&ctx).unwrap().metrics["candidate_performance"]
+            })
+            .collect();
+        (candidates, g.stats())
+    };
+    let (candidates, stats) = run(3);
+    assert_eq!(candidates, run(3).0);
+    assert_ne!(candidates, run(4).0);
+    assert!(stats.surrogate_optima > 0, "{stats:?}");
+    assert!(stats.surrogate_optima <= stats.surrogate_rounds);
+    let best = candidates.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    assert!(best > -1.0, "{candidates:?}");
+}
+
+#[test]
+fn the_surrogates_optimum_snaps_integer_genes_and_keeps_frozen_ones() {
+    let plugin = Arc::new(Recording {
+        inner: Quadratic::new(&PluginSetup::new(DomainId::new("quadratic").unwrap())).unwrap(),
+        requests: Default::default(),
+    });
+    let config = json!({
+        "population": 6,
+        "meta_optimizer": "gp",
+        "integer_genes": ["x0", "x3"],
+        "stages": [["x0", "x1", "x2", "x3", "x4"], ["x5", "x6", "x7", "x8", "x9"]],
+        "hyperparameters": {"x7": 2.5},
+    });
+    // Patience long enough that the first stage lasts the whole run.
+    let c = GaConfig::from_json(&config, 1_000).unwrap();
+    let mut g = Genetic::new(plugin.clone(), &setup(8, config), c).unwrap();
+    for round in 0..40 {
+        let ctx = ProposeContext {
+            champion: None,
+            seed: round,
+            round,
+        };
+        g.propose(&ctx).unwrap();
+    }
+    assert_eq!(g.stats().stage, 0);
+    assert!(g.stats().surrogate_optima > 0, "{:?}", g.stats());
+    let requests = plugin.requests.lock().unwrap();
+    for (_, h) in requests.iter() {
+        for name in ["x0", "x3"] {
+            assert_eq!(h[name], h[name].round(), "{name} in {h:?}");
+        }
+        for name in ["x5", "x6", "x8", "x9"] {
+            assert_eq!(h[name], 0.0, "{name} in {h:?}");
+        }
+        assert_eq!(h["x7"], 2.5);
+    }
+    // No candidate was trained twice.
+    for (i, (_, a)) in requests.iter().enumerate() {
+        assert!(requests[..i].iter().all(|(_, b)| a != b), "{a:?} twice");
+    }
+}
+
+#[test]
 fn integer_genes_take_integer_values() {
     let mut e = engine(
         2,
@@ -534,6 +618,81 @@ fn the_ga_trains_every_candidate_with_its_candidate_seed() {
         assert_eq!(*seed, ga::candidate_seed(21, hyper));
         assert_ne!(*seed, ga::candidate_seed(22, hyper));
     }
+}
+
+/// The quadratic, refusing (over a limit, say) every candidate within distance 5 of its
+/// target, where the surrogate's optimum and its favourite offspring lie.
+struct RefusesNearTheOptimum(Recording);
+
+impl Train for RefusesNearTheOptimum {
+    fn search_space(&self) -> doin_core::limits::ParamBounds {
+        self.0.search_space()
+    }
+    fn train(
+        &self,
+        request: &doin_core::plugin::TrainRequest<'_>,
+    ) -> doin_core::plugin::PluginResult<doin_core::plugin::Proposal> {
+        let distance: f64 = self
+            .0
+            .inner
+            .config()
+            .target()
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (request.hyperparameters[&format!("x{i}")] - t).powi(2))
+            .sum();
+        if distance < 25.0 {
+            self.0
+                .requests
+                .lock()
+                .unwrap()
+                .push((request.seed, request.hyperparameters.clone()));
+            return Err(doin_core::plugin::PluginError::InvalidParams {
+                reason: "near the optimum".into(),
+            });
+        }
+        self.0.train(request)
+    }
+}
+
+impl DomainPlugin for RefusesNearTheOptimum {
+    fn info(&self) -> DomainInfo {
+        self.0.info()
+    }
+    fn synthetic(&self) -> &dyn SyntheticData {
+        self.0.synthetic()
+    }
+    fn evaluator(&self) -> &dyn Evaluate {
+        self.0.evaluator()
+    }
+    fn trainer(&self) -> Option<&dyn Train> {
+        Some(self)
+    }
+}
+
+#[test]
+fn after_a_refusal_the_round_goes_on_with_plain_offspring() {
+    let plugin = Arc::new(RefusesNearTheOptimum(Recording {
+        inner: Quadratic::new(&PluginSetup::new(DomainId::new("quadratic").unwrap())).unwrap(),
+        requests: Default::default(),
+    }));
+    let config = json!({"meta_optimizer": "gp"});
+    let c = GaConfig::from_json(&config, 5).unwrap();
+    let mut g = Genetic::new(plugin.clone(), &setup(12, config), c).unwrap();
+    for round in 0..40 {
+        let ctx = ProposeContext {
+            champion: None,
+            seed: round,
+            round,
+        };
+        let p = g.propose(&ctx).unwrap();
+        assert!(p.claimed_performance < -25.0);
+    }
+    let refusals = plugin.0.requests.lock().unwrap().len();
+    // The surrogate aimed at the optimum, and every round still trained a candidate (with
+    // the surrogate choosing again after every refusal, some rounds ran out of attempts).
+    assert!(refusals > 0);
+    assert_eq!(g.stats().evaluations, 40);
 }
 
 #[test]
