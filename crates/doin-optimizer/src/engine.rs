@@ -500,7 +500,9 @@ impl Engine {
                 c.max(self.champion_performance)
             });
         let worth_committing = beats(claim, Some(bar), epsilon);
-        if self.target.is_some_and(|t| claim >= t) {
+        // Converged on a candidate that still goes to the chain: one at the target that does
+        // not beat the bar (after `resume`) cannot become champion, so the search goes on.
+        if worth_committing && self.target.is_some_and(|t| claim >= t) {
             self.converged = true;
         }
         if worth_committing {
@@ -512,6 +514,20 @@ impl Engine {
         } else {
             Ok(Step::NoImprovement)
         }
+    }
+
+    /// Lets an engine that converged on its own candidate search again, when that candidate
+    /// did not take the chain's champion to the target: it was rejected, expired, or fell
+    /// short of `min_improvement` over a champion verified a little above its own claim. The
+    /// commit bar drops back to the champion's (verified) performance, so the next candidate
+    /// worth committing beats it. Nothing changes when the champion reached the target or
+    /// the engine has not converged.
+    pub fn resume(&mut self) {
+        if !self.converged || self.target.is_some_and(|t| self.champion_performance >= t) {
+            return;
+        }
+        self.converged = false;
+        self.committed_performance = None;
     }
 
     /// Takes in a champion: accepted on chain, or seen revealed (optimistically). Raises the
@@ -640,6 +656,10 @@ impl OptimizerRole for Engine {
 
     fn observe_record(&mut self, hyperparameters: &BTreeMap<String, f64>, performance: f64) {
         Engine::observe_record(self, hyperparameters, performance)
+    }
+
+    fn resume(&mut self) {
+        Engine::resume(self)
     }
 
     fn stats(&self) -> EngineStats {

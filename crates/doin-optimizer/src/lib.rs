@@ -92,6 +92,10 @@ pub trait OptimizerRole: Send {
         let _ = (hyperparameters, performance);
     }
 
+    /// The candidate this optimizer converged on did not take the chain's champion to the
+    /// target: search again (see [`Engine::resume`]). The default does nothing.
+    fn resume(&mut self) {}
+
     fn stats(&self) -> EngineStats;
 }
 

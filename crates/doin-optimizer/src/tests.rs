@@ -201,6 +201,60 @@ fn reaching_the_target_commits_then_converges_and_stops_proposing() {
 }
 
 #[test]
+fn a_resumed_engine_searches_on_when_its_candidate_cannot_become_champion() {
+    // The candidate at the target claims −0.9; the chain verified an earlier candidate of
+    // this node a little above what it claimed, at −1.2, which is below the target −1.0, and
+    // −0.9 < −1.2 + ε: the chain would reject it for no improvement.
+    let stop = with_target(-1.0).with_min_improvement(0.5);
+    let mut engine = Engine::new(scripted(-0.9, 8), setup(1), stop).unwrap();
+    assert!(matches!(engine.step().unwrap(), Step::Improved(_)));
+    assert!(engine.stats().converged);
+    let verified = Migrant {
+        params: vec![1; 8],
+        performance: -1.2,
+        hyperparameters: BTreeMap::new(),
+    };
+    engine.observe_champion(verified).unwrap();
+    assert_eq!(engine.step().unwrap(), Step::Converged, "not resumed yet");
+
+    engine.resume();
+    assert!(!engine.stats().converged);
+    // Before `resume` existed the engine converged again on the same candidate and stopped
+    // for good; now it goes on (this optimizer never finds better, so no improvement).
+    for _ in 0..3 {
+        assert_eq!(engine.step().unwrap(), Step::NoImprovement);
+    }
+    assert!(!engine.stats().converged);
+}
+
+#[test]
+fn a_resumed_engine_recommits_a_candidate_that_was_never_decided() {
+    let mut engine = engine(2024, with_target(-100.0));
+    let committed = run_to_convergence(&mut engine, 1_000);
+    let at_target = *committed.last().unwrap();
+    // The chain's champion is still the baseline: the commit bar drops to it, so the same
+    // candidate goes out again.
+    engine.resume();
+    match engine.step().unwrap() {
+        Step::Improved(p) => assert!(p.claimed_performance >= at_target),
+        other => panic!("expected the candidate again, got {other:?}"),
+    }
+    assert!(engine.stats().converged);
+}
+
+#[test]
+fn resume_keeps_an_engine_converged_by_a_champion_at_the_target() {
+    let domain = quadratic_domain();
+    let mut engine = Engine::new(domain.clone(), setup(1), with_target(-1.0)).unwrap();
+    engine
+        .observe_champion(optimum_migrant(&domain, 0.0))
+        .unwrap();
+    engine.resume();
+    assert!(engine.stats().converged);
+    assert_eq!(engine.step().unwrap(), Step::Converged);
+}
+
+#[test]
 fn the_plugin_target_applies_when_the_settings_have_none() {
     let setup = PluginSetup {
         target_performance: Some(-50.0),
