@@ -160,6 +160,9 @@ pub struct NodeContext {
     pub net: NetLink,
     /// Peers' transactions that may apply a little later.
     pub parked: Mutex<Parked>,
+    /// Reveals admitted to the mempool (this node's and peers'), for the evaluator role to
+    /// measure before their block arrives.
+    pub admitted_reveals: broadcast::Sender<SignedTx>,
 }
 
 /// What block production, block import and the network service share.
@@ -277,11 +280,16 @@ impl NodeContext {
             let mut next = view.state.for_next_block();
             next.apply_tx(&self.params, &tx, view.state.height + 1)?;
         }
+        let reveal = matches!(tx.body.kind, TxKind::Reveal { .. }).then(|| tx.clone());
         self.mempool
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, tx, account_nonce)?;
         self.new_tx.notify_one();
+        if let Some(reveal) = reveal {
+            // Nobody subscribed (no evaluator role): nothing to tell.
+            let _ = self.admitted_reveals.send(reveal);
+        }
         Ok(id)
     }
 

@@ -185,6 +185,7 @@ pub async fn run(settings: Settings, registry: PluginRegistry) -> anyhow::Result
         started_at_ms: now_ms(),
         net: NetLink::default(),
         parked: Default::default(),
+        admitted_reveals: broadcast::channel(256).0,
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -80,5 +80,6 @@ pub(crate) async fn context(
         started_at_ms: now_ms(),
         net: NetLink::default(),
         parked: Default::default(),
+        admitted_reveals: broadcast::channel(256).0,
     })
 }

@@ -1,19 +1,27 @@
 //! The evaluator role, and the champion feed to the local optimizers.
 //!
-//! After every block it looks for revealed optimae whose quorum drew this node and that it
-//! has not voted on, measures each on its own synthetic data (off the async threads) and
-//! votes. It also feeds the optimizer engines of its domains (the island model): another
-//! node's revealed candidate it measured and found to reproduce its claim, provisionally;
-//! champions accepted on chain, for good; rejected ones, to drop their provisional copy.
+//! Each revealed optimae whose quorum draws this node is measured on the node's own
+//! synthetic data (off the async threads) and voted on. The measurement starts as soon as
+//! the reveal reaches the mempool, before its block: the data seed is fixed once the commit
+//! is on chain (`H(commit block ‖ commitment)`), so the measurement is the one the vote will
+//! carry, and the vote goes out the moment the reveal's block makes this node a quorum
+//! member. This is done for reveals that the current state says will draw this node, and
+//! for every other node's reveal in a domain this node optimizes.
+//!
+//! It also feeds the optimizer engines of its domains (the island model): another node's
+//! revealed candidate it measured and found to reproduce its claim, provisionally (so an
+//! island learns of another's find a block earlier than from the reveal's block); champions
+//! accepted on chain, for good; rejected ones, to drop their provisional copy.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use doin_core::hash::Hash32;
-use doin_core::optimae::Verdict;
+use doin_core::identity::AccountId;
+use doin_core::optimae::{self, Verdict, VerdictRules};
 use doin_core::params::DomainId;
 use doin_core::plugin::Migrant;
-use doin_core::tx::TxKind;
+use doin_core::tx::{SignedTx, TxKind};
 use doin_evaluator::EvaluatorRole;
 use tokio::sync::{broadcast, watch};
 
@@ -32,6 +40,10 @@ fn hyperparameters_of(metrics: &[doin_core::tx::Metric]) -> BTreeMap<String, f64
 /// below any honest claim, so the claim is not reproduced.
 pub const UNLOADABLE_SCORE: f64 = -1e300;
 
+/// Commitments this node measures or has measured (each at most once), shared by the
+/// measurement tasks. Entries leave once the optimae is decided.
+type Measured = Arc<Mutex<HashSet<Hash32>>>;
+
 /// Runs until shutdown.
 pub async fn run(
     ctx: Arc<NodeContext>,
@@ -40,8 +52,9 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut events = ctx.events.subscribe();
-    let mut attempted: HashSet<Hash32> = HashSet::new();
-    vote_where_drawn(&ctx, &evaluators, &optimizers, &mut attempted);
+    let mut reveals = ctx.admitted_reveals.subscribe();
+    let measured: Measured = Arc::default();
+    vote_where_drawn(&ctx, &evaluators, &optimizers, &measured);
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
@@ -53,110 +66,288 @@ pub async fn run(
                 Ok(ChainEvent::Reorg { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return,
             },
+            reveal = reveals.recv() => {
+                match reveal {
+                    Ok(tx) => measure_early(&ctx, &evaluators, &optimizers, &measured, &tx),
+                    // Missed reveals are measured from their block instead.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+                continue;
+            }
         }
-        vote_where_drawn(&ctx, &evaluators, &optimizers, &mut attempted);
+        vote_where_drawn(&ctx, &evaluators, &optimizers, &measured);
     }
 }
 
+/// One revealed optimae to measure.
+struct Measurement {
+    domain: DomainId,
+    commitment: Hash32,
+    optimizer: AccountId,
+    quorum_seed: Hash32,
+    params_hash: Hash32,
+    claim: f64,
+    hyperparameters: BTreeMap<String, f64>,
+}
+
+/// A reveal just admitted to the mempool: measured now when this node will be drawn for
+/// it or optimizes its domain (see the module docs).
+fn measure_early(
+    ctx: &Arc<NodeContext>,
+    evaluators: &BTreeMap<DomainId, Arc<dyn EvaluatorRole>>,
+    optimizers: &[OptimizerHandle],
+    measured: &Measured,
+    tx: &SignedTx,
+) {
+    let TxKind::Reveal {
+        commitment,
+        params_hash,
+        claim,
+        salt,
+        metrics,
+        ..
+    } = &tx.body.kind
+    else {
+        return;
+    };
+    let view = ctx.view();
+    let Some(pending) = view.state.optimae.get(commitment) else {
+        return;
+    };
+    if pending.reveal.is_some() || !evaluators.contains_key(&pending.domain) {
+        return; // on chain already: measured from its block
+    }
+    let optimizer = tx.body.sender;
+    // The mempool checks that a reveal opens its commitment only for the sender's next
+    // nonce; nothing is measured for one that does not.
+    if pending.optimizer != optimizer
+        || optimae::commitment(&pending.domain, &optimizer, params_hash, *claim, salt)
+            != *commitment
+    {
+        return;
+    }
+    // The commit block's hash is in the state from the block after it on; before that it
+    // is the tip's.
+    let commit_block = match pending.commit_block {
+        Some(hash) => hash,
+        None if pending.commit_height == view.tip.height => view.tip.hash(),
+        None => return,
+    };
+    let quorum_seed = optimae::quorum_seed(&commit_block, commitment);
+    let me = ctx.account();
+    let optimizes = optimizer != me && optimizers.iter().any(|h| h.domain == pending.domain);
+    let k = ctx
+        .params
+        .domain(&pending.domain)
+        .map_or(0, |d| d.quorum_size as usize);
+    let drawn = optimae::select_quorum(
+        &quorum_seed,
+        &view.state.eligible_evaluators(&pending.domain, &ctx.params),
+        &optimizer,
+        k,
+        ctx.params.solo_mode,
+    )
+    .contains(&me);
+    if !optimizes && !drawn {
+        return;
+    }
+    spawn_measurement(
+        ctx,
+        evaluators,
+        optimizers,
+        measured,
+        Measurement {
+            domain: pending.domain.clone(),
+            commitment: *commitment,
+            optimizer,
+            quorum_seed,
+            params_hash: *params_hash,
+            claim: *claim,
+            hyperparameters: hyperparameters_of(metrics),
+        },
+    );
+}
+
+/// Revealed optimae on chain whose quorum drew this node and that it has not measured yet.
 fn vote_where_drawn(
     ctx: &Arc<NodeContext>,
     evaluators: &BTreeMap<DomainId, Arc<dyn EvaluatorRole>>,
     optimizers: &[OptimizerHandle],
-    attempted: &mut HashSet<Hash32>,
+    measured: &Measured,
 ) {
     let view = ctx.view();
     let me = ctx.account();
-    attempted.retain(|c| view.state.optimae.contains_key(c));
+    measured
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|c| view.state.optimae.contains_key(c));
     for (commitment, pending) in &view.state.optimae {
         let Some(reveal) = &pending.reveal else {
             continue;
         };
-        let Some(evaluator) = evaluators.get(&pending.domain) else {
-            continue;
-        };
-        if !reveal.quorum.contains(&me)
-            || reveal.votes.contains_key(&me)
-            || !attempted.insert(*commitment)
-        {
+        if !reveal.quorum.contains(&me) || reveal.votes.contains_key(&me) {
             continue;
         }
-        let (ctx, evaluator, commitment) = (Arc::clone(ctx), Arc::clone(evaluator), *commitment);
-        let (seed, params_hash, domain) = (
-            reveal.quorum_seed,
-            reveal.params_hash,
-            pending.domain.clone(),
+        spawn_measurement(
+            ctx,
+            evaluators,
+            optimizers,
+            measured,
+            Measurement {
+                domain: pending.domain.clone(),
+                commitment: *commitment,
+                optimizer: pending.optimizer,
+                quorum_seed: reveal.quorum_seed,
+                params_hash: reveal.params_hash,
+                claim: reveal.claim,
+                hyperparameters: hyperparameters_of(&reveal.metrics),
+            },
         );
-        // Another island's candidate that this node verifies goes to its own optimizer too,
-        // provisionally (if the measurement reproduces the claim).
-        let island = (pending.optimizer != me)
-            .then(|| optimizers.iter().find(|h| h.domain == domain))
-            .flatten()
-            .map(|h| h.migrants.clone());
-        let rules = ctx
-            .params
-            .domain(&domain)
-            .map(doin_core::optimae::VerdictRules::from);
-        let (claim, hyperparameters) = (reveal.claim, hyperparameters_of(&reveal.metrics));
-        let max_bytes = ctx
-            .params
-            .domain(&domain)
-            .map_or(0, |d| d.limits.max_params_bytes);
-        tokio::spawn(async move {
-            // Another node's reveal: its parameters come from the peers that have them.
-            crate::network::ensure_params(&ctx, &params_hash, max_bytes).await;
-            let blobs = ctx.blobs.clone();
-            let measured = tokio::task::spawn_blocking(move || {
-                let params = blobs
-                    .get(&params_hash)
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| {
-                        format!(
-                            "parameters {} are not available on this node",
-                            &params_hash.to_hex()[..12]
-                        )
-                    })?;
-                let vote = evaluator
-                    .evaluate(&seed, &me, &params, &params_hash)
-                    .map(|v| (v.measured, v.data_hash))
-                    .or_else(|err| {
-                        if err.blames_params() {
-                            Ok((UNLOADABLE_SCORE, Hash32::ZERO))
-                        } else {
-                            Err(err.to_string())
-                        }
-                    })?;
-                Ok::<_, String>((vote, params))
-            })
-            .await;
-            match measured {
-                Ok(Ok(((measured, data_hash), params))) => {
-                    let reproduced =
-                        rules.is_some_and(|r| doin_core::optimae::agrees(&r, claim, measured));
-                    if let (Some(island), true) = (&island, reproduced) {
-                        let _ = island.send(Migration::Revealed(Migrant {
-                            params,
-                            performance: measured,
-                            hyperparameters,
-                        }));
+    }
+}
+
+/// Measures one optimae (once per commitment), hands it to this node's island when it
+/// reproduces another node's claim, and votes once the reveal is on chain and drew this node.
+fn spawn_measurement(
+    ctx: &Arc<NodeContext>,
+    evaluators: &BTreeMap<DomainId, Arc<dyn EvaluatorRole>>,
+    optimizers: &[OptimizerHandle],
+    measured: &Measured,
+    m: Measurement,
+) {
+    let Some(evaluator) = evaluators.get(&m.domain).map(Arc::clone) else {
+        return;
+    };
+    if !measured
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(m.commitment)
+    {
+        return;
+    }
+    let me = ctx.account();
+    let island = (m.optimizer != me)
+        .then(|| optimizers.iter().find(|h| h.domain == m.domain))
+        .flatten()
+        .map(|h| h.migrants.clone());
+    let rules = ctx.params.domain(&m.domain).map(VerdictRules::from);
+    let max_bytes = ctx
+        .params
+        .domain(&m.domain)
+        .map_or(0, |d| d.limits.max_params_bytes);
+    let (ctx, measured) = (Arc::clone(ctx), Arc::clone(measured));
+    tokio::spawn(async move {
+        let domain = m.domain.clone();
+        // Another node's reveal: its parameters come from the peers that have them.
+        crate::network::ensure_params(&ctx, &m.params_hash, max_bytes).await;
+        let blobs = ctx.blobs.clone();
+        let (seed, params_hash) = (m.quorum_seed, m.params_hash);
+        let result = tokio::task::spawn_blocking(move || {
+            let params = blobs
+                .get(&params_hash)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| {
+                    format!(
+                        "parameters {} are not available on this node",
+                        &params_hash.to_hex()[..12]
+                    )
+                })?;
+            let vote = evaluator
+                .evaluate(&seed, &me, &params, &params_hash)
+                .map(|v| (v.measured, v.data_hash))
+                .or_else(|err| {
+                    if err.blames_params() {
+                        Ok((UNLOADABLE_SCORE, Hash32::ZERO))
+                    } else {
+                        Err(err.to_string())
                     }
-                    match ctx.submit_own(TxKind::Vote {
-                        commitment,
-                        measured,
-                        data_hash,
-                    }) {
-                        Ok(_) => tracing::info!(
-                            "{domain}: evaluated {} on my own synthetic data: {measured:.4}; voted",
-                            &commitment.to_hex()[..12]
-                        ),
-                        Err(err) => tracing::warn!("{domain}: vote not submitted: {err}"),
-                    }
-                }
-                Ok(Err(reason)) => {
-                    tracing::warn!("{domain}: cannot evaluate: {reason}; not voting")
-                }
-                Err(join) => tracing::error!("{domain}: evaluation task failed: {join}"),
+                })?;
+            Ok::<_, String>((vote, params))
+        })
+        .await;
+        let ((score, data_hash), params) = match result {
+            Ok(Ok(done)) => done,
+            Ok(Err(reason)) => {
+                tracing::warn!("{domain}: cannot evaluate: {reason}; not voting");
+                return;
             }
-        });
+            Err(join) => {
+                tracing::error!("{domain}: evaluation task failed: {join}");
+                return;
+            }
+        };
+        let reproduced = rules
+            .as_ref()
+            .is_some_and(|r| optimae::agrees(r, m.claim, score));
+        if let (Some(island), true) = (&island, reproduced) {
+            let _ = island.send(Migration::Revealed(Migrant {
+                params,
+                performance: score,
+                hyperparameters: m.hyperparameters.clone(),
+            }));
+        }
+        vote_when_drawn(&ctx, &measured, &m, score, data_hash).await;
+    });
+}
+
+/// Whether the on-chain reveal of `m` asks for this node's vote.
+enum Ballot {
+    /// Drawn and not voted yet.
+    Vote,
+    /// Decided, expired, not drawn, or voted already.
+    Nothing,
+    /// The reveal on chain has another seed than the one measured with (a reorganization
+    /// moved the commit): measure again from the block.
+    Remeasure,
+}
+
+/// Waits (a bounded number of blocks) for the reveal to be on chain, then votes if drawn.
+async fn vote_when_drawn(
+    ctx: &NodeContext,
+    measured: &Measured,
+    m: &Measurement,
+    score: f64,
+    data_hash: Hash32,
+) {
+    let me = ctx.account();
+    let mut events = ctx.events.subscribe();
+    let ballot =
+        super::wait_for_blocks(ctx, &mut events, ctx.params.reveal_window + 2, |ctx, _| {
+            let view = ctx.view();
+            let Some(pending) = view.state.optimae.get(&m.commitment) else {
+                return Some(Ballot::Nothing);
+            };
+            let reveal = pending.reveal.as_ref()?;
+            Some(if reveal.quorum_seed != m.quorum_seed {
+                Ballot::Remeasure
+            } else if reveal.quorum.contains(&me) && !reveal.votes.contains_key(&me) {
+                Ballot::Vote
+            } else {
+                Ballot::Nothing
+            })
+        })
+        .await;
+    let domain = &m.domain;
+    match ballot {
+        Some(Ballot::Vote) => match ctx.submit_own(TxKind::Vote {
+            commitment: m.commitment,
+            measured: score,
+            data_hash,
+        }) {
+            Ok(_) => tracing::info!(
+                "{domain}: evaluated {} on my own synthetic data: {score:.4}; voted",
+                &m.commitment.to_hex()[..12]
+            ),
+            Err(err) => tracing::warn!("{domain}: vote not submitted: {err}"),
+        },
+        Some(Ballot::Remeasure) => {
+            measured
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&m.commitment);
+        }
+        Some(Ballot::Nothing) | None => {}
     }
 }
 

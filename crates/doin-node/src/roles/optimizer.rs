@@ -2,11 +2,14 @@
 //!
 //! A dedicated thread runs the optimizer engine (CPU-bound training never blocks the async
 //! runtime) and publishes its best candidate. An async pipeline takes the latest candidate
-//! that beats the on-chain champion, stores its parameters, commits, waits for the commit's
-//! block, reveals, and follows the verdict; then it takes the next candidate. Champions
+//! that beats the on-chain champion (and this node's optimae awaiting verdicts), stores its
+//! parameters, commits, waits for the commit's block and reveals; a task per optimae
+//! follows the verdict while the pipeline takes the next candidate (at most
+//! [`MAX_IN_FLIGHT`] at once). Champions
 //! accepted on chain are fed back into the engine (island model), and a domain that reaches
 //! its target stops consuming compute.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -20,7 +23,7 @@ use doin_core::state::VerdictRecord;
 use doin_core::tx::{Metric, TxKind, MAX_METRICS};
 use doin_optimizer::{OptimizerRole, Step};
 use rand_core::{OsRng, RngCore};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::wait_for_blocks;
 use crate::context::{ChainEvent, NodeContext};
@@ -90,6 +93,7 @@ fn engine_loop(
     let Some(runtime) = ctx.domain(&domain) else {
         return;
     };
+    let mut unconfirmed = Unconfirmed::default();
     while !*shutdown.borrow() {
         let round_start = std::time::Instant::now();
         while let Ok(migration) = migrants.try_recv() {
@@ -126,6 +130,21 @@ fn engine_loop(
                         "{domain}: target performance reached; optimizer stops, evaluation goes on"
                     );
                 }
+                let on_chain = runtime
+                    .target_performance
+                    .is_some_and(|t| champion_performance(&ctx, &domain) >= t);
+                if !on_chain && unconfirmed.settled(&ctx, &domain) {
+                    // The candidate at the target was decided without taking the champion
+                    // there (or never committed): search on. A champion at the target keeps
+                    // the engine converged (`resume` checks).
+                    engine.resume();
+                    if !engine.stats().converged {
+                        runtime.converged.store(false, Ordering::Relaxed);
+                        tracing::info!(
+                            "{domain}: the candidate at the target did not become champion; searching on"
+                        );
+                    }
+                }
                 std::thread::sleep(Duration::from_millis(200));
                 continue;
             }
@@ -143,6 +162,42 @@ fn engine_loop(
             }
             std::thread::sleep(left.min(Duration::from_millis(100)));
         }
+    }
+}
+
+/// Blocks a converged engine waits, with no optimae of this node pending in its domain,
+/// before it concludes that its candidate at the target will not become champion.
+const SETTLE_BLOCKS: u64 = 3;
+
+/// Watches a converged engine's domain for this node's optimae to be decided.
+#[derive(Debug, Default)]
+struct Unconfirmed {
+    /// The height at which none of this node's optimae was pending any more.
+    idle_since: Option<u64>,
+}
+
+impl Unconfirmed {
+    /// Whether this node has had no optimae pending in `domain` for [`SETTLE_BLOCKS`]
+    /// blocks (the pipeline commits a new candidate within a block, so its candidate at the
+    /// target was decided, or never went out).
+    fn settled(&mut self, ctx: &NodeContext, domain: &DomainId) -> bool {
+        let view = ctx.view();
+        let me = ctx.account();
+        let pending = view
+            .state
+            .optimae
+            .values()
+            .any(|p| p.optimizer == me && &p.domain == domain);
+        if pending {
+            self.idle_since = None;
+            return false;
+        }
+        let since = *self.idle_since.get_or_insert(view.state.height);
+        if view.state.height >= since + SETTLE_BLOCKS {
+            self.idle_since = None;
+            return true;
+        }
+        false
     }
 }
 
@@ -170,6 +225,8 @@ async fn pipeline(
         return;
     };
     let mut blocks = ctx.events.subscribe();
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let in_flight = InFlight::default();
     // A candidate whose commit was refused (no coins for the stake yet, a full mempool): it
     // is tried again at each block until it commits or a better one replaces it. The engine
     // may already have stopped on it (it reached the target), so dropping it would lose it.
@@ -189,20 +246,77 @@ async fn pipeline(
         let Some(proposal) = proposal else {
             continue;
         };
-        let champion = champion_performance(&ctx, &domain);
-        if proposal.claimed_performance < champion + domain_params.min_improvement {
-            continue; // someone else's champion got there first
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return,
+            },
+            _ = shutdown.changed() => return,
+        };
+        // While this waited for a slot the engine may have found better.
+        let proposal = match best.borrow_and_update().clone() {
+            Some(latest) if latest.claimed_performance > proposal.claimed_performance => latest,
+            _ => proposal,
+        };
+        // The bar: the champion, and this node's own optimae awaiting their verdicts (one
+        // that does not beat them would be rejected for no improvement once they are in).
+        let bar = champion_performance(&ctx, &domain).max(in_flight.best_claim());
+        if proposal.claimed_performance < bar + domain_params.min_improvement {
+            continue; // a champion or an earlier optimae of ours got there first
         }
-        if let Err(err) = submit_optimae(&ctx, &domain, &proposal, &domain_params).await {
-            if err.downcast_ref::<NotCommitted>().is_some() {
+        match commit_and_reveal(&ctx, &domain, &proposal, &domain_params).await {
+            Ok(commitment) => {
+                in_flight.insert(commitment, proposal.claimed_performance);
+                tokio::spawn(follow_verdict(
+                    Arc::clone(&ctx),
+                    domain.clone(),
+                    commitment,
+                    in_flight.clone(),
+                    slot,
+                ));
+            }
+            Err(err) if err.downcast_ref::<NotCommitted>().is_some() => {
                 if retry.is_none() {
                     tracing::warn!("{domain}: {err}; retrying at the next block");
                 }
                 retry = Some(proposal);
-            } else {
-                tracing::warn!("{domain}: {err:#}");
             }
+            Err(err) => tracing::warn!("{domain}: {err:#}"),
         }
+    }
+}
+
+/// Most optimae of one domain between reveal and verdict at once. A better candidate found
+/// while earlier ones await their verdicts is committed right away, with its own stake, so
+/// the other islands learn of it from its reveal without waiting for those verdicts.
+const MAX_IN_FLIGHT: usize = 4;
+
+/// Claims of this node's revealed optimae that await their verdicts.
+#[derive(Debug, Clone, Default)]
+struct InFlight(Arc<std::sync::Mutex<BTreeMap<Hash32, f64>>>);
+
+impl InFlight {
+    fn insert(&self, commitment: Hash32, claim: f64) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(commitment, claim);
+    }
+
+    fn remove(&self, commitment: &Hash32) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(commitment);
+    }
+
+    fn best_claim(&self) -> f64 {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max)
     }
 }
 
@@ -211,13 +325,14 @@ async fn pipeline(
 #[error("commit refused: {0}")]
 struct NotCommitted(crate::context::SubmitError);
 
-/// Commit, reveal and follow one candidate to its verdict.
-async fn submit_optimae(
+/// Commits one candidate, waits for the commit's block and reveals it; returns the
+/// commitment.
+async fn commit_and_reveal(
     ctx: &Arc<NodeContext>,
     domain: &DomainId,
     proposal: &Proposal,
     domain_params: &doin_core::params::DomainParams,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Hash32> {
     let mut events = ctx.events.subscribe();
     let blobs = ctx.blobs.clone();
     let params = proposal.params.clone();
@@ -268,9 +383,20 @@ async fn submit_optimae(
         "{domain}: revealed {} ({params_size} bytes of parameters)",
         short(&commitment)
     );
+    Ok(commitment)
+}
 
+/// Follows a revealed optimae to its verdict (or expiry), then frees its slot.
+async fn follow_verdict(
+    ctx: Arc<NodeContext>,
+    domain: DomainId,
+    commitment: Hash32,
+    in_flight: InFlight,
+    _slot: OwnedSemaphorePermit,
+) {
+    let mut events = ctx.events.subscribe();
     let horizon = ctx.params.reveal_window + ctx.params.vote_window + 2;
-    let verdict = wait_for_blocks(ctx, &mut events, horizon, |_, event| match event {
+    let verdict = wait_for_blocks(&ctx, &mut events, horizon, |_, event| match event {
         Some(ChainEvent::Block { receipt, .. }) => receipt
             .verdicts
             .iter()
@@ -287,15 +413,15 @@ async fn submit_optimae(
         Some(ChainEvent::Reorg { .. }) | None => None,
     })
     .await;
+    in_flight.remove(&commitment);
     match verdict {
-        Some(Ok(record)) => log_verdict(domain, &record),
+        Some(Ok(record)) => log_verdict(&domain, &record),
         Some(Err(())) => tracing::warn!("{domain}: {} expired unrevealed", short(&commitment)),
         None => tracing::warn!(
             "{domain}: no verdict for {} in {horizon} blocks",
             short(&commitment)
         ),
     }
-    Ok(())
 }
 
 fn log_verdict(domain: &DomainId, record: &VerdictRecord) {
