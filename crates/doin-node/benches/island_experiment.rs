@@ -16,6 +16,7 @@
 //! cargo bench -p doin-node --bench island_experiment              # 20 seeds
 //! cargo bench -p doin-node --bench island_experiment -- --quick   # 2 seeds, < 2 minutes
 //! cargo bench -p doin-node --bench island_experiment -- --nodes 2,4  # some node counts
+//! cargo bench -p doin-node --bench island_experiment -- --seeds 10 --round-ms 300 --optimizers ga
 //! ```
 //! (`scripts/island-experiment.sh` runs the same.) Every run is bounded in time and kills
 //! its processes.
@@ -42,7 +43,11 @@ struct Settings {
     seeds: u64,
     round_ms: u64,
     node_counts: Vec<usize>,
+    optimizers: Vec<&'static str>,
 }
+
+/// The optimizers compared (`optimization_config.optimizer`; `ga_gp`: the GA with L3).
+const OPTIMIZERS: [&str; 3] = ["random_step", "ga", "ga_gp"];
 
 /// One line of the table: the seeds of one optimizer and node count that reached `target`.
 struct Row {
@@ -90,11 +95,21 @@ fn domain_config(optimizer: &str, round_ms: u64) -> Value {
         "inference_plugin": "quadratic",
         "target_performance": TARGETS[1],
         "synthetic_data_config": {"n_params": 10, "target": target_vector()},
-        "optimization_config": {
-            "n_params": 10, "step_size": 0.5,
-            "optimizer": optimizer, "round_interval_ms": round_ms
-        }
+        "optimization_config": optimization_config(optimizer, round_ms)
     })
+}
+
+/// `ga_gp` is the GA with its L3 meta-optimizer (`meta_optimizer: "gp"`).
+fn optimization_config(optimizer: &str, round_ms: u64) -> Value {
+    let mut config = json!({"n_params": 10, "step_size": 0.5, "round_interval_ms": round_ms});
+    match optimizer {
+        "ga_gp" => {
+            config["optimizer"] = json!("ga");
+            config["meta_optimizer"] = json!("gp");
+        }
+        other => config["optimizer"] = json!(other),
+    }
+    config
 }
 
 /// One network of `n` nodes running `optimizer` with `seed`; stops itself.
@@ -155,6 +170,22 @@ fn run(n: usize, optimizer: &str, seed: u64, round_ms: u64) -> Hits {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    if hits[1].is_none() {
+        // A run that missed: what each node was doing at the end.
+        for (i, node) in nodes.iter().enumerate() {
+            let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+            let tail: Vec<&str> = log
+                .lines()
+                .rev()
+                .filter(|l| !l.contains("mined: 0 txs"))
+                .take(30)
+                .collect();
+            eprintln!("--- node {i}, last lines of its log (empty blocks left out):");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
     drop(nodes); // kills the processes
     hits
 }
@@ -170,41 +201,64 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--nodes 2,4`: only those node counts (the "vs 1" column then needs a run with 1).
-    let only_nodes: Option<Vec<usize>> = args
-        .iter()
-        .position(|a| a == "--nodes")
-        .and_then(|i| args.get(i + 1))
-        .map(|list| {
-            list.split(',')
-                .filter_map(|n| n.trim().parse().ok())
-                .collect()
-        });
+    // `--flag value` options, to rerun part of the experiment (the "vs 1" column needs the
+    // 1-node rows in the same run).
+    let option = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let list = |flag: &str| {
+        option(flag).map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .collect::<Vec<_>>()
+        })
+    };
+    let first_seed: u64 = option("--first-seed")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let mut settings = if quick {
         Settings {
             seeds: 2,
             round_ms: 100,
             node_counts: vec![1, 2, 4],
+            optimizers: OPTIMIZERS.to_vec(),
         }
     } else {
         Settings {
             seeds: 20,
             round_ms: 300,
             node_counts: vec![1, 2, 4],
+            optimizers: OPTIMIZERS.to_vec(),
         }
     };
-    if let Some(nodes) = only_nodes {
-        settings.node_counts = nodes;
+    if let Some(nodes) = list("--nodes") {
+        settings.node_counts = nodes.iter().filter_map(|n| n.parse().ok()).collect();
+    }
+    if let Some(seeds) = option("--seeds").and_then(|s| s.parse().ok()) {
+        settings.seeds = seeds;
+    }
+    if let Some(ms) = option("--round-ms").and_then(|s| s.parse().ok()) {
+        settings.round_ms = ms;
+    }
+    if let Some(names) = list("--optimizers") {
+        settings.optimizers = OPTIMIZERS
+            .iter()
+            .copied()
+            .filter(|o| names.iter().any(|n| n == o))
+            .collect();
     }
     println!(
         "island experiment: quadratic n=10, {} seeds, rounds paced to {} ms, blocks every {BLOCK_MS} ms",
         settings.seeds, settings.round_ms
     );
     let mut table: Vec<Row> = Vec::new();
-    for optimizer in ["random_step", "ga"] {
+    for &optimizer in &settings.optimizers {
         for &n in &settings.node_counts {
             let mut results: Vec<Hits> = Vec::new();
-            for seed in 1..=settings.seeds {
+            for seed in first_seed..first_seed + settings.seeds {
                 let hits = run(n, optimizer, seed, settings.round_ms);
                 eprintln!("{optimizer} n={n} seed {seed}: {hits:?}");
                 results.push(hits);
