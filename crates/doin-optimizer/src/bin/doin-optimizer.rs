@@ -348,12 +348,13 @@ fn run_standalone(cli: &Cli, mut domain: DomainConfig) -> Result<()> {
         }
         if let Some(ga) = stats.ga {
             eprintln!(
-                "ga           generation {}, stage {}/{}, mutation scale {:.4}, surrogate rounds {}",
+                "ga           generation {}, stage {}/{}, mutation scale {:.4}, surrogate rounds {} (its own optimum trained in {})",
                 ga.generation,
                 ga.stage + 1,
                 ga.stages,
                 ga.mutation_scale,
-                ga.surrogate_rounds
+                ga.surrogate_rounds,
+                ga.surrogate_optima
             );
         }
         eprintln!("time         {seconds:.3} s");
