@@ -897,15 +897,9 @@ impl Genetic {
     /// The candidate the surrogate rates best by upper confidence bound among
     /// `meta_candidates` offspring and the surrogate's own optimum (unless that is a trained
     /// point), with the fitness of its better parent (none for the optimum: it does not adapt
-    /// `σ`); `None` when the surrogate has too little data or, `after_refusal`, should not
-    /// choose.
-    fn screened_offspring(
-        &mut self,
-        rng: &mut Rng,
-        after_refusal: bool,
-    ) -> Option<(Vec<f64>, f64)> {
+    /// `σ`); `None` when the surrogate has too little data.
+    fn screened_offspring(&mut self, rng: &mut Rng) -> Option<(Vec<f64>, f64)> {
         if self.config.meta != MetaOptimizer::Gp
-            || after_refusal
             || self.records.len() < self.config.meta_min_records
         {
             return None;
@@ -1073,7 +1067,11 @@ impl Optimize for Genetic {
             let filling = self.population.len() < self.config.population;
             let (unit, parent_best, screened) = if filling {
                 (self.random_individual(&mut rng), f64::NEG_INFINITY, false)
-            } else if let Some((u, p)) = self.screened_offspring(&mut rng, refused) {
+            } else if let Some((u, p)) = if refused {
+                None
+            } else {
+                self.screened_offspring(&mut rng)
+            } {
                 (u, p, true)
             } else {
                 let (u, p) = self.offspring(&mut rng);

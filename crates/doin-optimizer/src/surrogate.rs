@@ -683,11 +683,6 @@ impl Gp {
         self.choice
     }
 
-    /// The length scale picked (unit-cube distance).
-    pub fn length_scale(&self) -> f64 {
-        self.choice.length
-    }
-
     /// Mean squared leave-one-out error of the fit, in units of the records' variance.
     pub fn loo_error(&self) -> f64 {
         self.loo

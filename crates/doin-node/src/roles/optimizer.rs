@@ -2,14 +2,12 @@
 //!
 //! A dedicated thread runs the optimizer engine (CPU-bound training never blocks the async
 //! runtime) and publishes its best candidate. An async pipeline takes the latest candidate
-//! that beats the on-chain champion (and this node's optimae awaiting verdicts), stores its
+//! that beats the on-chain champion, stores its
 //! parameters, commits, waits for the commit's block and reveals; a task per optimae
 //! follows the verdict while the pipeline takes the next candidate (at most
-//! [`MAX_IN_FLIGHT`] at once). Champions
-//! accepted on chain are fed back into the engine (island model), and a domain that reaches
-//! its target stops consuming compute.
+//! [`MAX_IN_FLIGHT`] at once). Champions accepted on chain are fed back into the engine
+//! (island model), and a domain that reaches its target stops consuming compute.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -226,7 +224,6 @@ async fn pipeline(
     };
     let mut blocks = ctx.events.subscribe();
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let in_flight = InFlight::default();
     // A candidate whose commit was refused (no coins for the stake yet, a full mempool): it
     // is tried again at each block until it commits or a better one replaces it. The engine
     // may already have stopped on it (it reached the target), so dropping it would lose it.
@@ -258,20 +255,19 @@ async fn pipeline(
             Some(latest) if latest.claimed_performance > proposal.claimed_performance => latest,
             _ => proposal,
         };
-        // The bar: the champion, and this node's own optimae awaiting their verdicts (one
-        // that does not beat them would be rejected for no improvement once they are in).
-        let bar = champion_performance(&ctx, &domain).max(in_flight.best_claim());
-        if proposal.claimed_performance < bar + domain_params.min_improvement {
-            continue; // a champion or an earlier optimae of ours got there first
+        // The engine proposes only candidates that beat its previous proposal by
+        // `min_improvement`, so a new one also beats this node's optimae still awaiting
+        // verdicts; only the champion can have overtaken it.
+        let champion = champion_performance(&ctx, &domain);
+        if proposal.claimed_performance < champion + domain_params.min_improvement {
+            continue; // someone else's champion got there first
         }
         match commit_and_reveal(&ctx, &domain, &proposal, &domain_params).await {
             Ok(commitment) => {
-                in_flight.insert(commitment, proposal.claimed_performance);
                 tokio::spawn(follow_verdict(
                     Arc::clone(&ctx),
                     domain.clone(),
                     commitment,
-                    in_flight.clone(),
                     slot,
                 ));
             }
@@ -290,35 +286,6 @@ async fn pipeline(
 /// while earlier ones await their verdicts is committed right away, with its own stake, so
 /// the other islands learn of it from its reveal without waiting for those verdicts.
 const MAX_IN_FLIGHT: usize = 4;
-
-/// Claims of this node's revealed optimae that await their verdicts.
-#[derive(Debug, Clone, Default)]
-struct InFlight(Arc<std::sync::Mutex<BTreeMap<Hash32, f64>>>);
-
-impl InFlight {
-    fn insert(&self, commitment: Hash32, claim: f64) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(commitment, claim);
-    }
-
-    fn remove(&self, commitment: &Hash32) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(commitment);
-    }
-
-    fn best_claim(&self) -> f64 {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max)
-    }
-}
 
 /// The commit itself was refused: nothing was spent, the candidate can be tried again.
 #[derive(Debug, thiserror::Error)]
@@ -391,7 +358,6 @@ async fn follow_verdict(
     ctx: Arc<NodeContext>,
     domain: DomainId,
     commitment: Hash32,
-    in_flight: InFlight,
     _slot: OwnedSemaphorePermit,
 ) {
     let mut events = ctx.events.subscribe();
@@ -413,7 +379,6 @@ async fn follow_verdict(
         Some(ChainEvent::Reorg { .. }) | None => None,
     })
     .await;
-    in_flight.remove(&commitment);
     match verdict {
         Some(Ok(record)) => log_verdict(&domain, &record),
         Some(Err(())) => tracing::warn!("{domain}: {} expired unrevealed", short(&commitment)),
