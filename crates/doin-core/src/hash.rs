@@ -113,10 +113,12 @@ pub enum HashKind {
     Model,
     /// An evaluator's synthetic dataset.
     Dataset,
+    /// A signed report of an optimizer's trainings (island gossip, not consensus data).
+    Trials,
 }
 
 impl HashKind {
-    const COUNT: usize = 16;
+    const COUNT: usize = 17;
 
     /// The derive-key context string. Changing one is a hard fork.
     pub const fn context(self) -> &'static str {
@@ -137,6 +139,7 @@ impl HashKind {
             HashKind::Checkpoint => "doin/checkpoint v1",
             HashKind::Model => "doin/model v1",
             HashKind::Dataset => "doin/dataset v1",
+            HashKind::Trials => "doin/trials v1",
         }
     }
 
@@ -213,7 +216,7 @@ mod tests {
         use HashKind::*;
         let all = [
             Tx, Block, Commit, QuorumSeed, DataSeed, MerkleLeaf, MerkleNode, State, Params,
-            Channel, Voucher, Domain, Message, Checkpoint, Model, Dataset,
+            Channel, Voucher, Domain, Message, Checkpoint, Model, Dataset, Trials,
         ];
         assert_eq!(all.len(), HashKind::COUNT);
         let contexts: std::collections::BTreeSet<_> = all.iter().map(|k| k.context()).collect();

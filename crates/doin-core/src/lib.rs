@@ -27,6 +27,7 @@ pub mod plugin;
 pub mod reputation;
 pub mod schedule;
 pub mod state;
+pub mod trials;
 pub mod tx;
 pub mod wire;
 

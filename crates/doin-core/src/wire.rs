@@ -5,14 +5,18 @@
 //! domain's topic, so a node only receives the optimae traffic of the domains it works on
 //! (domain sharding), while every node receives every block. Model parameters never go
 //! through gossip; they are fetched by hash with [`SyncRequest::Params`].
+//!
+//! Trial reports (an island's recent trainings, for the other islands' surrogates) travel on
+//! their domain's own trials topic: they are not transactions and never enter a block.
 
 use crate::block::{Block, BlockHeader, MAX_BLOCK_BYTES};
 use crate::encode::{decode_versioned, encode_versioned, put, Decode, DecodeError, Encode, Reader};
 use crate::hash::Hash32;
 use crate::params::DomainId;
+use crate::trials::SignedTrialReport;
 use crate::tx::SignedTx;
 
-/// Largest gossiped transaction message.
+/// Largest gossiped transaction (or trial report) message.
 pub const MAX_GOSSIP_TX_BYTES: usize = 64 * 1024;
 /// Largest gossiped block message.
 pub const MAX_GOSSIP_BLOCK_BYTES: usize = MAX_BLOCK_BYTES;
@@ -31,6 +35,9 @@ pub enum Topic {
     Txs,
     /// A domain's commits, reveals, votes and evaluator registrations.
     Domain(DomainId),
+    /// A domain's signed trial reports: separate from its transactions, so a node can take
+    /// the optimae traffic without the (larger, chattier) surrogate traffic.
+    Trials(DomainId),
 }
 
 impl Topic {
@@ -39,6 +46,7 @@ impl Topic {
             Topic::Blocks => format!("doin/{chain_id}/blocks/1"),
             Topic::Txs => format!("doin/{chain_id}/txs/1"),
             Topic::Domain(d) => format!("doin/{chain_id}/domain/{d}/1"),
+            Topic::Trials(d) => format!("doin/{chain_id}/trials/{d}/1"),
         }
     }
 
@@ -63,6 +71,14 @@ impl Topic {
 pub enum GossipMessage {
     Block(Box<Block>),
     Tx(Box<SignedTx>),
+    Trials(Box<SignedTrialReport>),
+}
+
+/// Encoding tags of [`GossipMessage`].
+mod gossip_tag {
+    pub const BLOCK: u8 = 0;
+    pub const TX: u8 = 1;
+    pub const TRIALS: u8 = 2;
 }
 
 impl GossipMessage {
@@ -73,7 +89,9 @@ impl GossipMessage {
     /// Decodes a gossip payload; oversized input is refused before decoding.
     pub fn from_wire(bytes: &[u8]) -> Result<Self, DecodeError> {
         let max = match bytes.get(1) {
-            Some(&0) => MAX_GOSSIP_BLOCK_BYTES,
+            Some(&gossip_tag::BLOCK) => MAX_GOSSIP_BLOCK_BYTES,
+            // Transactions and trial reports (a maximal report fits, see the tests); unknown
+            // tags fail in decoding.
             _ => MAX_GOSSIP_TX_BYTES,
         };
         if bytes.len() > max {
@@ -91,11 +109,15 @@ impl Encode for GossipMessage {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
             GossipMessage::Block(b) => {
-                put::u8(out, 0);
+                put::u8(out, gossip_tag::BLOCK);
                 b.encode(out);
             }
             GossipMessage::Tx(t) => {
-                put::u8(out, 1);
+                put::u8(out, gossip_tag::TX);
+                t.encode(out);
+            }
+            GossipMessage::Trials(t) => {
+                put::u8(out, gossip_tag::TRIALS);
                 t.encode(out);
             }
         }
@@ -105,8 +127,11 @@ impl Encode for GossipMessage {
 impl Decode for GossipMessage {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         match r.u8("gossip kind")? {
-            0 => Ok(GossipMessage::Block(Box::new(Block::decode(r)?))),
-            1 => Ok(GossipMessage::Tx(Box::new(SignedTx::decode(r)?))),
+            gossip_tag::BLOCK => Ok(GossipMessage::Block(Box::new(Block::decode(r)?))),
+            gossip_tag::TX => Ok(GossipMessage::Tx(Box::new(SignedTx::decode(r)?))),
+            gossip_tag::TRIALS => Ok(GossipMessage::Trials(Box::new(SignedTrialReport::decode(
+                r,
+            )?))),
             tag => Err(DecodeError::BadTag {
                 field: "gossip kind",
                 tag,
@@ -318,6 +343,48 @@ mod tests {
     fn topics_are_namespaced_by_chain() {
         assert_eq!(Topic::Blocks.name("main"), "doin/main/blocks/1");
         let d = DomainId::new("quadratic").unwrap();
-        assert_eq!(Topic::Domain(d).name("dev"), "doin/dev/domain/quadratic/1");
+        assert_eq!(
+            Topic::Domain(d.clone()).name("dev"),
+            "doin/dev/domain/quadratic/1"
+        );
+        assert_eq!(Topic::Trials(d).name("dev"), "doin/dev/trials/quadratic/1");
+    }
+
+    #[test]
+    fn a_maximal_trial_report_fits_a_gossip_message() {
+        use crate::identity::Keypair;
+        use crate::trials::*;
+        use crate::tx::MAX_CHAIN_ID;
+
+        let key = Keypair::from_seed([5; 32]);
+        let trial = Trial {
+            hyperparameters: (0..MAX_TRIAL_HYPERPARAMETERS)
+                .map(|i| {
+                    (
+                        format!("{i:0>width$}", width = MAX_HYPERPARAMETER_NAME),
+                        0.5,
+                    )
+                })
+                .collect(),
+            seed: u64::MAX,
+            performance: -1.0,
+        };
+        let chain_id = "c".repeat(MAX_CHAIN_ID);
+        let report = TrialReport {
+            chain_id: chain_id.clone(),
+            domain: DomainId::new("d".repeat(crate::params::MAX_DOMAIN_ID_LEN)).unwrap(),
+            reporter: key.account(),
+            sequence: u64::MAX,
+            trials: vec![trial; MAX_TRIALS_PER_REPORT],
+        }
+        .sign(&key);
+        assert!(
+            report.verify(&chain_id).is_ok(),
+            "the report is maximal, not oversize"
+        );
+        let msg = GossipMessage::Trials(Box::new(report));
+        let bytes = msg.to_wire();
+        assert!(bytes.len() <= MAX_GOSSIP_TX_BYTES, "{} bytes", bytes.len());
+        assert_eq!(GossipMessage::from_wire(&bytes), Ok(msg));
     }
 }
