@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use doin_core::config::DomainConfig;
 use doin_core::hash::Hash32;
+use doin_core::identity::AccountId;
 use doin_core::limits::ResourceLimits;
 use doin_core::plugin::{
     DomainInfo, DomainPlugin, Migrant, Optimize, OptimizerSetup, PluginError, Proposal,
@@ -17,7 +18,10 @@ use thiserror::Error;
 
 use std::collections::BTreeMap;
 
+use doin_core::trials::Trial;
+
 use crate::ga::{GaConfig, GaStats, Genetic};
+use crate::reports::TrialsOutcome;
 use crate::OptimizerRole;
 
 /// L2 patience when `optimization_patience` is absent (the original's node config value).
@@ -591,12 +595,47 @@ impl Engine {
         }
     }
 
-    /// A (hyperparameters → verified performance) record of any participant (the node's
-    /// analytics: accepted and rejected verdicts), for the GA's L3 surrogate. Ignored by a
+    /// A (hyperparameters → verified performance) record of any participant (in a node: a
+    /// reveal its evaluator measured), for the GA's L3 surrogate. Ignored by a
     /// plugin's own optimizer and for non-finite performances.
     pub fn observe_record(&mut self, hyperparameters: &BTreeMap<String, f64>, performance: f64) {
         if let Search::Genetic(g) = &mut self.optimizer {
             g.add_record(hyperparameters, performance);
+        }
+    }
+
+    /// Another island's report of its trainings (see [`crate::reports`]): the GA
+    /// spot-checks it and adds it to its surrogate's records. Ignored under the `none`
+    /// migration policy (an island that takes nothing from others) and by a plugin's own
+    /// optimizer.
+    pub fn observe_trials(
+        &mut self,
+        reporter: &AccountId,
+        sequence: u64,
+        trials: &[Trial],
+    ) -> EngineResult<TrialsOutcome> {
+        if self.migration == MigrationPolicy::None {
+            return Ok(TrialsOutcome::Ignored {
+                reason: "migration policy none".into(),
+            });
+        }
+        match &mut self.optimizer {
+            Search::Genetic(g) => Ok(g.observe_trials(reporter, sequence, trials)?),
+            Search::Plugin(_) => Ok(TrialsOutcome::Ignored {
+                reason: "the domain's own optimizer has no surrogate".into(),
+            }),
+        }
+    }
+
+    /// This island's trainings since the last call, to report to the others (the GA's only;
+    /// none under the `none` migration policy: an island that takes nothing gives nothing).
+    pub fn take_trials(&mut self) -> Vec<Trial> {
+        if self.migration == MigrationPolicy::None {
+            return Vec::new();
+        }
+        match &mut self.optimizer {
+            Search::Genetic(g) => g.take_trials(),
+            Search::Plugin(_) => Vec::new(),
         }
     }
 
@@ -656,6 +695,19 @@ impl OptimizerRole for Engine {
 
     fn observe_record(&mut self, hyperparameters: &BTreeMap<String, f64>, performance: f64) {
         Engine::observe_record(self, hyperparameters, performance)
+    }
+
+    fn observe_trials(
+        &mut self,
+        reporter: &AccountId,
+        sequence: u64,
+        trials: &[Trial],
+    ) -> EngineResult<TrialsOutcome> {
+        Engine::observe_trials(self, reporter, sequence, trials)
+    }
+
+    fn take_trials(&mut self) -> Vec<Trial> {
+        Engine::take_trials(self)
     }
 
     fn resume(&mut self) {

@@ -9,7 +9,9 @@
 //! bounded unit of work, so a round costs the same as a random-step round and the engine's
 //! round counts compare at equal evaluations):
 //!
-//! 1. while the population is not full: a uniform random individual;
+//! 1. while the population is not full: a uniform random individual (unless the L3
+//!    surrogate already has its records, from other islands' trial reports: then step 2's
+//!    screening chooses among the offspring of the members so far);
 //! 2. then an offspring: two parents by tournament, intermediate crossover (each real gene on
 //!    the line through the parents, extended by 25% on both sides; integer genes from either
 //!    parent), Gaussian mutation of each gene with probability `mutation_prob` and standard
@@ -26,7 +28,9 @@
 //! records and the best-rated offspring (frozen genes kept, integer genes snapped, never a
 //! point already trained). Where the surrogate is sure (a trend that fits), its optimum wins;
 //! where it is not, the uncertainty of unexplored offspring does. A trained optimum does not
-//! adapt `σ` (it has no parents).
+//! adapt `σ` (it has no parents). The surrogate learns from this island's trainings and from
+//! other islands' ([`Genetic::observe_trials`], spot-checked: [`crate::reports`]);
+//! [`Genetic::take_trials`] hands this island's to the node to report.
 //!
 //! # Levels of patience
 //!
@@ -50,20 +54,23 @@
 //! is the next to be replaced. A migrant is never proposed as this island's own work: the
 //! proposal is always the best candidate this island trained itself.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
 use doin_core::hash::Hash32;
+use doin_core::identity::AccountId;
 use doin_core::limits::ResourceLimits;
 use doin_core::plugin::{
     params_hash, DomainPlugin, Migrant, Optimize, OptimizerSetup, PluginError, PluginResult,
     Proposal, ProposeContext, Train, TrainRequest,
 };
+use doin_core::trials::{Trial, MAX_TRIALS_PER_REPORT};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::engine::{invalid, EngineError, EngineResult};
+use crate::reports::{self, Admission, ReportBook, TrialsOutcome, DEFAULT_TRIAL_SPOT_CHECKS};
 use crate::rng::Rng;
 use crate::surrogate::{self, Gp, GpChoice, Record};
 
@@ -144,6 +151,9 @@ pub struct GaConfig {
     pub meta_kappa: f64,
     /// Records before the surrogate is used (default: the population size).
     pub meta_min_records: usize,
+    /// Probability of retraining the best trial of another island's report (after its first,
+    /// always checked) before its trials join the surrogate's records.
+    pub trial_spot_checks: f64,
 }
 
 impl GaConfig {
@@ -168,6 +178,7 @@ impl GaConfig {
             meta_candidates: DEFAULT_META_CANDIDATES,
             meta_kappa: DEFAULT_META_KAPPA,
             meta_min_records: DEFAULT_POPULATION,
+            trial_spot_checks: DEFAULT_TRIAL_SPOT_CHECKS,
         }
     }
 
@@ -234,6 +245,7 @@ impl GaConfig {
                     c.meta_min_records = count(key, v, 2, 100_000)?;
                     min_records_given = true;
                 }
+                "trial_spot_checks" => c.trial_spot_checks = probability(key, v)?,
                 _ => {}
             }
         }
@@ -427,8 +439,13 @@ pub struct GaStats {
     /// Of those, rounds in which the candidate was the surrogate's own optimum (not an
     /// offspring).
     pub surrogate_optima: u64,
-    /// Records the surrogate learns from.
+    /// Records the surrogate learns from (this island's and other islands').
     pub records: usize,
+    /// Of those, records other islands reported.
+    pub reported_records: usize,
+    /// Reports of other islands retrained by a spot check, and those that did not reproduce.
+    pub spot_checks: u64,
+    pub refuted_reporters: u64,
     /// Members migrated in (provisionally or for good).
     pub migrants_in: u64,
     /// Members revealed by others and not yet accepted.
@@ -465,6 +482,13 @@ pub struct Genetic {
     surrogate_rounds: u64,
     surrogate_optima: u64,
     migrants_in: u64,
+    /// Other islands' trainings (see [`crate::reports`]).
+    reports: ReportBook,
+    spot_checks: u64,
+    refuted_reporters: u64,
+    /// This island's trainings not yet taken for a report (the latest
+    /// [`MAX_TRIALS_PER_REPORT`]).
+    outbox: VecDeque<Trial>,
 }
 
 impl fmt::Debug for Genetic {
@@ -609,6 +633,10 @@ impl Genetic {
             surrogate_rounds: 0,
             surrogate_optima: 0,
             migrants_in: 0,
+            reports: ReportBook::default(),
+            spot_checks: 0,
+            refuted_reporters: 0,
+            outbox: VecDeque::new(),
             config,
         };
         ga.activate_stage(0);
@@ -659,7 +687,10 @@ impl Genetic {
             stalled: self.stalled,
             surrogate_rounds: self.surrogate_rounds,
             surrogate_optima: self.surrogate_optima,
-            records: self.records.len(),
+            records: self.records.len() + self.reports.len(),
+            reported_records: self.reports.len(),
+            spot_checks: self.spot_checks,
+            refuted_reporters: self.refuted_reporters,
             migrants_in: self.migrants_in,
             provisional: self
                 .population
@@ -744,6 +775,85 @@ impl Genetic {
             }
         }
         found
+    }
+
+    /// Another island's report of its trainings (see [`crate::reports`]): spot-checked when
+    /// drawn (one retraining, with the trial's own seed), then added to the surrogate's
+    /// records. An error is a training that failed for a reason of this node's (not the
+    /// trial's): the report is not used and the reporter not blamed.
+    pub fn observe_trials(
+        &mut self,
+        reporter: &AccountId,
+        sequence: u64,
+        trials: &[Trial],
+    ) -> PluginResult<TrialsOutcome> {
+        if self.config.meta != MetaOptimizer::Gp {
+            // Nothing would learn from them: not worth a spot check's training.
+            return Ok(TrialsOutcome::Ignored {
+                reason: "no meta-optimizer".into(),
+            });
+        }
+        let checked = match self.reports.admit(
+            reporter,
+            sequence,
+            trials,
+            self.seed,
+            self.config.trial_spot_checks,
+        ) {
+            Admission::Skip(outcome) => return Ok(outcome),
+            Admission::Add => false,
+            Admission::Check(i) => {
+                let trial = &trials[i];
+                self.spot_checks += 1;
+                let request = TrainRequest {
+                    hyperparameters: &trial.hyperparameters,
+                    seed: trial.seed,
+                    limits: &self.limits,
+                };
+                let refuted = match self.trainer()?.train(&request) {
+                    Ok(p) if reports::reproduces(p.claimed_performance, trial.performance) => None,
+                    Ok(p) => Some(format!(
+                        "trial {i} retrained to {} where {} was reported",
+                        p.claimed_performance, trial.performance
+                    )),
+                    Err(e)
+                        if e.blames_params() || matches!(e, PluginError::InvalidInput { .. }) =>
+                    {
+                        Some(format!("trial {i} cannot be trained: {e}"))
+                    }
+                    Err(e) => return Err(e),
+                };
+                if let Some(reason) = refuted {
+                    self.reports.refute(reporter);
+                    self.refuted_reporters += 1;
+                    return Ok(TrialsOutcome::Refuted { reason });
+                }
+                self.reports.passed(reporter);
+                true
+            }
+        };
+        let records: Vec<Record> = trials
+            .iter()
+            .filter(|t| t.performance.is_finite())
+            .filter_map(|t| {
+                self.encode(&t.hyperparameters).map(|unit| Record {
+                    unit,
+                    performance: t.performance,
+                })
+            })
+            .collect();
+        let adopted = records.len();
+        self.reports.add(reporter, records);
+        Ok(TrialsOutcome::Adopted {
+            records: adopted,
+            checked,
+        })
+    }
+
+    /// This island's trainings since the last call (the latest [`MAX_TRIALS_PER_REPORT`]),
+    /// for a report to the other islands.
+    pub fn take_trials(&mut self) -> Vec<Trial> {
+        self.outbox.drain(..).collect()
     }
 
     fn migrate(&mut self, migrant: &Migrant, origin: Origin) -> PluginResult<()> {
@@ -894,16 +1004,31 @@ impl Genetic {
         (child, parent_best)
     }
 
+    /// The surrogate is on and has its minimum of records (this island's and reported).
+    fn surrogate_ready(&self) -> bool {
+        self.config.meta == MetaOptimizer::Gp
+            && self.records.len() + self.reports.len() >= self.config.meta_min_records
+    }
+
+    /// What the surrogate learns from: this island's records and other islands' reported
+    /// ones.
+    fn surrogate_records(&self) -> Vec<Record> {
+        self.records
+            .iter()
+            .chain(self.reports.records())
+            .cloned()
+            .collect()
+    }
+
     /// The candidate the surrogate rates best by upper confidence bound among
     /// `meta_candidates` offspring and the surrogate's own optimum (unless that is a trained
     /// point), with the fitness of its better parent (none for the optimum: it does not adapt
     /// `σ`); `None` when the surrogate has too little data.
     fn screened_offspring(&mut self, rng: &mut Rng) -> Option<(Vec<f64>, f64)> {
-        if self.config.meta != MetaOptimizer::Gp
-            || self.records.len() < self.config.meta_min_records
-        {
+        if !self.surrogate_ready() {
             return None;
         }
+        let records = self.surrogate_records();
         let select = self.gp_choice.is_none()
             || self.records.len() < SELECT_EVERY_ROUND_BELOW
             || self.fits_since_selection >= SELECTION_REFRESH;
@@ -912,12 +1037,12 @@ impl Genetic {
         } else {
             self.fits_since_selection += 1;
             self.gp_choice
-                .and_then(|choice| Gp::fit_with(&self.records, choice))
+                .and_then(|choice| Gp::fit_with(&records, choice))
         };
         let gp = match refit {
             Some(gp) => gp,
             None => {
-                let gp = Gp::fit(&self.records)?;
+                let gp = Gp::fit(&records)?;
                 self.gp_choice = Some(gp.choice());
                 self.fits_since_selection = 0;
                 gp
@@ -943,7 +1068,7 @@ impl Genetic {
         self.surrogate_rounds += 1;
         // The surrogate's optimum: its mean climbed from the best records and offspring,
         // frozen genes kept, integer genes snapped, never a point already trained.
-        let mut by_performance: Vec<&Record> = self.records.iter().collect();
+        let mut by_performance: Vec<&Record> = records.iter().collect();
         by_performance.sort_by(|a, b| b.performance.total_cmp(&a.performance));
         let starts = by_performance
             .iter()
@@ -965,7 +1090,7 @@ impl Genetic {
                 .zip(&self.genes)
                 .map(|(&u, g)| g.snap(u))
                 .collect();
-            if self.records.iter().any(|r| r.unit == climbed) {
+            if records.iter().any(|r| r.unit == climbed) {
                 continue;
             }
             let s = score(&climbed);
@@ -1064,7 +1189,11 @@ impl Optimize for Genetic {
         // would pick the same point, or one next to it, again.
         let mut refused = false;
         for _ in 0..MAX_ATTEMPTS {
-            let filling = self.population.len() < self.config.population;
+            // The population fills with random members while the surrogate has too few
+            // records; with other islands' reports it may have enough before the population
+            // is full, and then it chooses (from the offspring of the members so far).
+            let filling = self.population.len() < self.config.population
+                && (self.population.is_empty() || !self.surrogate_ready());
             let (unit, parent_best, screened) = if filling {
                 (self.random_individual(&mut rng), f64::NEG_INFINITY, false)
             } else if let Some((u, p)) = if refused {
@@ -1110,6 +1239,15 @@ impl Optimize for Genetic {
 
         let fitness = proposal.claimed_performance;
         self.evaluations += 1;
+        if self.outbox.len() == MAX_TRIALS_PER_REPORT {
+            self.outbox.pop_front();
+        }
+        let hyperparameters = self.decode(&unit);
+        self.outbox.push_back(Trial {
+            seed: self.training_seed(&hyperparameters),
+            hyperparameters,
+            performance: fitness,
+        });
         self.records.push(Record {
             unit: unit.clone(),
             performance: fitness,

@@ -49,6 +49,7 @@
 pub mod attach;
 mod engine;
 pub mod ga;
+pub mod reports;
 mod rng;
 pub mod surrogate;
 
@@ -57,11 +58,14 @@ pub use engine::{
     OptimizerKind, Step, StopSettings, DEFAULT_MIN_IMPROVEMENT, DEFAULT_OPTIMIZATION_PATIENCE,
 };
 pub use ga::{GaConfig, GaStats, Genetic, MetaOptimizer};
+pub use reports::TrialsOutcome;
 
 use std::collections::BTreeMap;
 
 use doin_core::hash::Hash32;
+use doin_core::identity::AccountId;
 use doin_core::plugin::Migrant;
+use doin_core::trials::Trial;
 
 /// What the node needs from an optimizer: implemented by [`Engine`], composed by the node as
 /// `Box<dyn OptimizerRole>` and driven from one thread at a time.
@@ -92,6 +96,26 @@ pub trait OptimizerRole: Send {
         let _ = (hyperparameters, performance);
     }
 
+    /// Another island's report of its trainings, for the L3 surrogate (see
+    /// [`reports`]). The default ignores it.
+    fn observe_trials(
+        &mut self,
+        reporter: &AccountId,
+        sequence: u64,
+        trials: &[Trial],
+    ) -> EngineResult<TrialsOutcome> {
+        let _ = (reporter, sequence, trials);
+        Ok(TrialsOutcome::Ignored {
+            reason: "this optimizer has no surrogate".into(),
+        })
+    }
+
+    /// This optimizer's trainings since the last call, to report to the other islands. The
+    /// default has none.
+    fn take_trials(&mut self) -> Vec<Trial> {
+        Vec::new()
+    }
+
     /// The candidate this optimizer converged on did not take the chain's champion to the
     /// target: search again (see [`Engine::resume`]). The default does nothing.
     fn resume(&mut self) {}
@@ -103,3 +127,7 @@ pub trait OptimizerRole: Send {
 mod tests;
 #[cfg(test)]
 mod tests_ga;
+#[cfg(test)]
+mod tests_reports;
+#[cfg(test)]
+mod tests_landscapes;

@@ -39,9 +39,9 @@
 //! inside the unit cube, analytic gradient), so the GA can put the model's optimum among the
 //! offspring it screens ([`crate::ga`]).
 //!
-//! Records come from the run's own history (standalone) and from other participants'
-//! verified results (the node's analytics: accepted and rejected verdicts), through
-//! [`crate::Engine::observe_record`].
+//! Records come from the run's own history, from results this node verified itself (the
+//! reveals its evaluator measured, through [`crate::Engine::observe_record`]), and from other
+//! islands' trial reports ([`crate::reports`], through [`crate::Engine::observe_trials`]).
 
 use std::fmt;
 
