@@ -14,6 +14,7 @@ use doin_core::fee::suggested_bid;
 use doin_core::identity::{AccountId, Keypair};
 use doin_core::params::{ChainParams, DomainId};
 use doin_core::state::{ApplyError, BlockReceipt, ChainState};
+use doin_core::trials::SignedTrialReport;
 use doin_core::tx::{SignedTx, TxBody, TxError, TxId, TxKind};
 use thiserror::Error;
 use tokio::sync::{broadcast, Notify};
@@ -178,6 +179,12 @@ pub struct NetLink {
     pub handle: std::sync::OnceLock<doin_net::NetHandle>,
     /// Connected peers, kept by the network service (read by `/status` and the metrics).
     pub peers: std::sync::atomic::AtomicUsize,
+    /// This node's signed trial reports, for the network to gossip (see
+    /// `doin_optimizer::reports`).
+    pub outbound_trials: broadcast::Sender<SignedTrialReport>,
+    /// Other nodes' trial reports that passed the network's checks, for the optimizer
+    /// threads (which read them without blocking; a full queue drops the oldest).
+    pub inbound_trials: broadcast::Sender<Arc<SignedTrialReport>>,
 }
 
 impl Default for NetLink {
@@ -187,6 +194,8 @@ impl Default for NetLink {
             outbound_txs: broadcast::channel(1024).0,
             handle: std::sync::OnceLock::new(),
             peers: std::sync::atomic::AtomicUsize::new(0),
+            outbound_trials: broadcast::channel(64).0,
+            inbound_trials: broadcast::channel(256).0,
         }
     }
 }

@@ -25,6 +25,7 @@ use anyhow::Context as _;
 use doin_core::block::BlockHash;
 use doin_core::chain::{finalized_height, is_better_tip, TipInfo};
 use doin_core::config::{NodeConfig, PeerAddr};
+use doin_core::trials::SignedTrialReport;
 use doin_core::wire::{GossipMessage, SyncRequest, SyncResponse, Topic, MAX_SYNC_BATCH};
 use doin_net::{Acceptance, Multiaddr, NetConfig, NetEvent, NetHandle, PeerId};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -117,6 +118,12 @@ pub async fn start(
         handle
             .subscribe(&Topic::Domain(d.domain_id.clone()))
             .await?;
+        // Other islands' trainings feed this node's optimizer only.
+        if ctx.domain(&d.domain_id).is_some_and(|r| r.optimize) {
+            handle
+                .subscribe(&Topic::Trials(d.domain_id.clone()))
+                .await?;
+        }
     }
     tracing::info!("network: peer id {}", handle.local_peer_id());
     let service = Arc::new(Service {
@@ -201,6 +208,8 @@ impl Service {
                             "blocks"
                         } else if topic.contains("/txs/") {
                             "txs"
+                        } else if topic.contains("/trials/") {
+                            "trials"
                         } else {
                             "domain"
                         };
@@ -238,6 +247,7 @@ impl Service {
 
     async fn on_gossip(self: &Arc<Self>, source: PeerId, message: GossipMessage) -> Acceptance {
         match message {
+            GossipMessage::Trials(report) => self.on_trials(source, *report),
             GossipMessage::Tx(tx) => {
                 let ctx = Arc::clone(&self.ctx);
                 let submitted =
@@ -274,6 +284,35 @@ impl Service {
                 }
             },
         }
+    }
+
+    /// Another island's trial report: forwarded (and handed to this node's optimizer) when it
+    /// is well formed, signed by its reporter, for a domain this node optimizes, and from a
+    /// bonded evaluator of that domain (a new identity costs a bond, so reports cannot be
+    /// flooded from throwaway keys). The optimizer spot-checks the trials itself.
+    fn on_trials(&self, source: PeerId, report: SignedTrialReport) -> Acceptance {
+        if let Err(e) = report.verify(&self.ctx.params.chain_id) {
+            tracing::debug!("network: invalid trial report from {source}: {e}");
+            return Acceptance::Reject;
+        }
+        let r = &report.report;
+        let optimized = self.ctx.domain(&r.domain).is_some_and(|d| d.optimize);
+        if r.reporter == self.ctx.account() || !optimized {
+            return Acceptance::Ignore;
+        }
+        let bonded = self
+            .ctx
+            .view()
+            .state
+            .evaluators
+            .get(&r.domain)
+            .is_some_and(|bonds| bonds.contains_key(&r.reporter));
+        if !bonded {
+            // Perhaps registering right now: no blame, but not forwarded either.
+            return Acceptance::Ignore;
+        }
+        let _ = self.ctx.net.inbound_trials.send(Arc::new(report));
+        Acceptance::Accept
     }
 
     /// Syncs from `peer` unless a sync is running; then the request is remembered and served
@@ -525,6 +564,7 @@ impl Service {
     async fn outbound(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut blocks = self.ctx.events.subscribe();
         let mut txs = self.ctx.net.outbound_txs.subscribe();
+        let mut trials = self.ctx.net.outbound_trials.subscribe();
         let me = self.ctx.account();
         loop {
             tokio::select! {
@@ -561,6 +601,18 @@ impl Service {
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!("network: {n} transactions were not announced (queue full)");
                     }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                report = trials.recv() => match report {
+                    Ok(report) => {
+                        let topic = Topic::Trials(report.report.domain.clone());
+                        let message = GossipMessage::Trials(Box::new(report));
+                        if let Err(e) = self.handle.publish(&topic, &message).await {
+                            tracing::debug!("network: announcing a trial report: {e}");
+                        }
+                    }
+                    // Reports are advisory: a dropped one only means fewer records elsewhere.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = stop.changed() => return,

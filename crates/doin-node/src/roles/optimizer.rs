@@ -18,13 +18,14 @@ use doin_core::optimae;
 use doin_core::params::DomainId;
 use doin_core::plugin::{Migrant, Proposal};
 use doin_core::state::VerdictRecord;
+use doin_core::trials::{SignedTrialReport, TrialReport};
 use doin_core::tx::{Metric, TxKind, MAX_METRICS};
-use doin_optimizer::{OptimizerRole, Step};
+use doin_optimizer::{OptimizerRole, Step, TrialsOutcome};
 use rand_core::{OsRng, RngCore};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::wait_for_blocks;
-use crate::context::{ChainEvent, NodeContext};
+use crate::context::{now_ms, ChainEvent, NodeContext};
 
 /// What the island learns from the other islands (the network).
 #[derive(Debug)]
@@ -92,8 +93,10 @@ fn engine_loop(
         return;
     };
     let mut unconfirmed = Unconfirmed::default();
+    let mut reports = Reports::new(&ctx);
     while !*shutdown.borrow() {
         let round_start = std::time::Instant::now();
+        reports.take_in(&ctx, &domain, engine.as_mut());
         while let Ok(migration) = migrants.try_recv() {
             let adopted = match migration {
                 Migration::Champion(migrant) => engine.observe_champion(migrant),
@@ -102,6 +105,8 @@ fn engine_loop(
                         "{domain}: adopted another node's revealed candidate ({:.4} on my data) provisionally",
                         migrant.performance
                     );
+                    // Measured here: a verified record for the surrogate too.
+                    engine.observe_record(&migrant.hyperparameters, migrant.performance);
                     engine.observe_revealed(migrant)
                 }
                 Migration::Rejected(params_hash) => {
@@ -152,6 +157,7 @@ fn engine_loop(
             }
         }
         runtime.rounds.fetch_add(1, Ordering::Relaxed);
+        reports.send_out(&ctx, &domain, engine.as_mut());
         // Paced rounds (`round_interval_ms`): the rest of the interval, in short sleeps so a
         // shutdown is not held up.
         while let Some(left) = round_interval.checked_sub(round_start.elapsed()) {
@@ -160,6 +166,83 @@ fn engine_loop(
             }
             std::thread::sleep(left.min(Duration::from_millis(100)));
         }
+    }
+}
+
+/// The island's side of trial reports (see `doin_optimizer::reports`): other nodes'
+/// reports into the engine, and the engine's own trainings out, signed by this node.
+struct Reports {
+    inbound: broadcast::Receiver<Arc<SignedTrialReport>>,
+    /// The last sequence number sent. Sequences start from the clock (milliseconds), so they
+    /// keep increasing across restarts and receivers never take a new report for a replay.
+    sequence: u64,
+}
+
+impl Reports {
+    fn new(ctx: &NodeContext) -> Self {
+        Reports {
+            inbound: ctx.net.inbound_trials.subscribe(),
+            sequence: 0,
+        }
+    }
+
+    /// Hands the reports that arrived since the last round to the engine (which
+    /// spot-checks some by retraining).
+    fn take_in(&mut self, ctx: &NodeContext, domain: &DomainId, engine: &mut dyn OptimizerRole) {
+        loop {
+            let report = match self.inbound.try_recv() {
+                Ok(report) => report,
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    tracing::debug!("{domain}: {n} trial reports dropped (queue full)");
+                    continue;
+                }
+                Err(_) => return,
+            };
+            let r = &report.report;
+            if &r.domain != domain || r.reporter == ctx.account() {
+                continue;
+            }
+            match engine.observe_trials(&r.reporter, r.sequence, &r.trials) {
+                Ok(TrialsOutcome::Refuted { reason }) => tracing::warn!(
+                    "{domain}: trial report of {} refuted by a spot check ({reason}); its reports are ignored from now on",
+                    r.reporter
+                ),
+                Ok(TrialsOutcome::Adopted {
+                    records,
+                    checked: true,
+                }) => tracing::info!(
+                    "{domain}: trial report of {}: spot check reproduced; {records} records adopted",
+                    r.reporter
+                ),
+                Ok(outcome) => tracing::debug!("{domain}: trial report of {}: {outcome:?}", r.reporter),
+                Err(e) => tracing::warn!("{domain}: trial report of {} not used: {e}", r.reporter),
+            }
+        }
+    }
+
+    /// Signs the engine's trainings since the last round into one report for the network
+    /// (only when there is one: a node without networking keeps them).
+    fn send_out(&mut self, ctx: &NodeContext, domain: &DomainId, engine: &mut dyn OptimizerRole) {
+        let trials = engine.take_trials();
+        if trials.is_empty() || ctx.net.handle.get().is_none() {
+            return;
+        }
+        self.sequence = (self.sequence + 1).max(now_ms());
+        let report = TrialReport {
+            chain_id: ctx.params.chain_id.clone(),
+            domain: domain.clone(),
+            reporter: ctx.account(),
+            sequence: self.sequence,
+            trials,
+        };
+        let signed = report.sign(&ctx.key);
+        // A domain with more or longer-named hyperparameters than a report carries: receivers
+        // would refuse it (and blame this node), so it stays here.
+        if let Err(e) = signed.verify(&ctx.params.chain_id) {
+            tracing::debug!("{domain}: trial report not sent: {e}");
+            return;
+        }
+        let _ = ctx.net.outbound_trials.send(signed);
     }
 }
 
