@@ -130,7 +130,7 @@ fn an_attached_worker_commits_reveals_and_becomes_champion_with_its_own_key() {
     assert!(
         matches!(
             summary.stopped,
-            StopReason::TargetReached | StopReason::Converged | StopReason::Rounds
+            StopReason::TargetReached | StopReason::Rounds
         ),
         "{summary}"
     );

@@ -21,10 +21,12 @@
 //! worker's and others') are fed back into the engine (island model).
 //!
 //! It stops after `rounds` engine rounds (once the last candidate worth committing is
-//! decided), when the local search converged, when the chain's champion reaches the target, or
-//! when [`AttachOptions::stop`] is set (Ctrl-C in the binary): an optimae already committed
+//! decided), when the chain's champion reaches the target, or when [`AttachOptions::stop`]
+//! is set (Ctrl-C in the binary): an optimae already committed
 //! is still revealed (an unrevealed commit burns part of its stake) but its verdict is not
-//! awaited. [`run`] returns an [`AttachSummary`]: optimae committed, accepted, rejected,
+//! awaited. An engine that converges waits for its candidate at the target to be decided; if
+//! the champion is still short of the target then (rejected, or beaten to a value just below
+//! it), the search resumes, as a node's optimizer does. [`run`] returns an [`AttachSummary`]: optimae committed, accepted, rejected,
 //! credit earned, stakes locked and burned, fees paid.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -312,8 +314,6 @@ impl fmt::Display for Event {
 pub enum StopReason {
     /// `rounds` engine rounds done.
     Rounds,
-    /// The local search reached the target.
-    Converged,
     /// The chain's champion reached the target.
     TargetReached,
     /// [`AttachOptions::stop`] was set.
@@ -326,7 +326,6 @@ impl fmt::Display for StopReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StopReason::Rounds => f.write_str("all rounds done"),
-            StopReason::Converged => f.write_str("the local search reached the target"),
             StopReason::TargetReached => f.write_str("the champion on chain reached the target"),
             StopReason::Interrupted => f.write_str("interrupted"),
             StopReason::EngineFailed { error } => {
@@ -529,6 +528,28 @@ struct Shared {
     ended: Mutex<Option<StopReason>>,
     /// Tells the engine thread to stop (the pipeline is done).
     halt: AtomicBool,
+    /// The engine converged and waits for the pipeline to decide: stop (the champion is at
+    /// the target) or search on ([`Shared::resume`]).
+    converged: AtomicBool,
+    /// Set by the pipeline: the candidate at the target was decided and the champion is still
+    /// below it, so the converged engine resumes (as a node's optimizer does).
+    resume: AtomicBool,
+}
+
+impl Shared {
+    fn new(stats: EngineStats) -> Self {
+        Shared {
+            best: Mutex::new(None),
+            done: AtomicBool::new(false),
+            rounds: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            stats: Mutex::new(stats),
+            ended: Mutex::new(None),
+            halt: AtomicBool::new(false),
+            converged: AtomicBool::new(false),
+            resume: AtomicBool::new(false),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -565,8 +586,22 @@ fn engine_loop(run: EngineRun, shared: &Shared, champions: &mpsc::Receiver<Migra
             Ok(Step::Improved(proposal)) => *lock(&shared.best) = Some(proposal),
             Ok(Step::NoImprovement) => {}
             Ok(Step::Converged) => {
-                ended = StopReason::Converged;
-                break;
+                // The candidate at the target is with the pipeline: wait for its verdict.
+                *lock(&shared.stats) = engine.stats();
+                shared.converged.store(true, Ordering::SeqCst);
+                while !shared.resume.swap(false, Ordering::SeqCst) {
+                    if halted() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                shared.converged.store(false, Ordering::SeqCst);
+                if halted() {
+                    ended = StopReason::Interrupted;
+                    break;
+                }
+                engine.resume();
+                continue;
             }
             Err(e) => {
                 if shared.failed.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_FAILED_ROUNDS {
@@ -770,6 +805,19 @@ impl Worker<'_> {
                 (None, waiting) => {
                     if done && waiting.is_none() {
                         return Ok(lock(&shared.ended).clone().unwrap_or(StopReason::Rounds));
+                    }
+                    // The engine converged and its candidate at the target was decided (this
+                    // loop follows each candidate to its verdict, and the champion was read
+                    // after it): the champion is still short of the target, so search on.
+                    if waiting.is_none() && shared.converged.load(Ordering::SeqCst) {
+                        self.emit(Event::Note(
+                            "the candidate at the target did not become champion; searching on"
+                                .into(),
+                        ));
+                        shared.resume.store(true, Ordering::SeqCst);
+                        while shared.converged.load(Ordering::SeqCst) && !self.stopped() {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
                     }
                     retry = waiting;
                     std::thread::sleep(Duration::from_millis(50));
@@ -1210,15 +1258,7 @@ pub fn run(
         }
     }
 
-    let shared = Shared {
-        best: Mutex::new(None),
-        done: AtomicBool::new(false),
-        rounds: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-        stats: Mutex::new(engine.stats()),
-        ended: Mutex::new(None),
-        halt: AtomicBool::new(false),
-    };
+    let shared = Shared::new(engine.stats());
     let (champ_tx, champ_rx) = mpsc::channel::<Migrant>();
     let engine_run = EngineRun {
         engine,
@@ -1279,6 +1319,60 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn wait(what: &str, ready: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !ready() {
+            assert!(start.elapsed() < Duration::from_secs(20), "never: {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_converged_engine_waits_for_the_verdict_and_resumes_when_the_pipeline_says() {
+        use doin_core::plugin::{OptimizerSetup, PluginSetup};
+        let setup = PluginSetup::new(DomainId::new("quadratic").unwrap_or_else(|_| unreachable!()));
+        let plugin = doin_plugins::quadratic::factory(&setup).unwrap_or_else(|e| panic!("{e}"));
+        let stop = StopSettings::default().with_target_performance(Some(-400.0));
+        let engine = Engine::new(
+            plugin,
+            OptimizerSetup {
+                seed: 3,
+                ..Default::default()
+            },
+            stop,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let shared = Shared::new(engine.stats());
+        let (_champions, champion_rx) = mpsc::channel();
+        std::thread::scope(|scope| {
+            let run = EngineRun {
+                engine,
+                rounds: 100_000,
+                pace: Duration::ZERO,
+                stop: Arc::new(AtomicBool::new(false)),
+            };
+            let shared = &shared;
+            scope.spawn(move || engine_loop(run, shared, &champion_rx));
+            wait("convergence", || shared.converged.load(Ordering::SeqCst));
+            let candidate = lock(&shared.best).take();
+            assert!(candidate.is_some_and(|p| p.claimed_performance >= -400.0));
+            // It trains nothing while the verdict is out.
+            let rounds = shared.rounds.load(Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(100));
+            assert_eq!(shared.rounds.load(Ordering::SeqCst), rounds);
+            assert!(!shared.done.load(Ordering::SeqCst));
+            // The pipeline found the champion still short: the engine searches on, and (its
+            // candidate never decided on chain here) offers it again.
+            shared.resume.store(true, Ordering::SeqCst);
+            wait("a candidate again", || lock(&shared.best).is_some());
+            shared.halt.store(true, Ordering::SeqCst);
+            wait("the engine thread to end", || {
+                shared.done.load(Ordering::SeqCst)
+            });
+        });
+        assert_eq!(*lock(&shared.ended), Some(StopReason::Interrupted));
+    }
 
     #[test]
     fn reveal_metrics_are_bounded_like_the_node_role() {
