@@ -392,3 +392,173 @@ fn feed_champions(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use doin_core::amount::Amount;
+    use doin_core::fee::FeeBid;
+    use doin_core::identity::Keypair;
+    use doin_core::params::ChainParams;
+    use doin_core::plugin::TrainRequest;
+    use doin_core::tx::{Metric, TxBody};
+
+    use super::*;
+    use crate::producer::produce_once;
+
+    fn quadratic() -> DomainId {
+        DomainId::new("quadratic").unwrap()
+    }
+
+    fn tx(ctx: &NodeContext, from: &Keypair, nonce: u64, kind: TxKind) -> SignedTx {
+        TxBody {
+            chain_id: ctx.params.chain_id.clone(),
+            sender: from.account(),
+            nonce,
+            fee: FeeBid {
+                max_fee: Amount(10_000),
+                tip: Amount(10),
+            },
+            kind,
+        }
+        .sign(from)
+    }
+
+    /// Produces blocks until the tip is above `height`.
+    async fn block_above(ctx: &Arc<NodeContext>, height: u64) {
+        for _ in 0..500 {
+            produce_once(ctx).await.unwrap();
+            if ctx.view().tip.height > height {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no block above {height}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_nodes_reveal_migrates_before_its_block_and_the_vote_goes_out_with_it() {
+        let node = Keypair::from_seed([1; 32]);
+        let other = Keypair::from_seed([2; 32]);
+        let mut params = ChainParams::dev("early-measurement");
+        params.genesis_allocations = vec![
+            (node.account(), Amount::from_doin(100)),
+            (other.account(), Amount::from_doin(100)),
+        ];
+        params.genesis_evaluators = vec![(quadratic(), node.account())];
+        // Blocks without work (a commit, a reveal) are allowed after the max interval.
+        params.target_block_time_ms = 100;
+        params.max_block_interval_ms = 300;
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = crate::test_support::context(dir.path(), params, node, &[quadratic()]).await;
+
+        // The node's evaluator and island, and the evaluator role running.
+        let setup = doin_core::plugin::PluginSetup::new(quadratic());
+        let plugin = doin_plugins::quadratic::factory(&setup).unwrap();
+        let limits = ctx.params.domains[0].limits.clone();
+        let evaluator: Arc<dyn EvaluatorRole> = Arc::new(doin_evaluator::Evaluator::new(
+            Arc::clone(&plugin),
+            limits.clone(),
+        ));
+        let (island, migrants) = std::sync::mpsc::channel();
+        let handle = OptimizerHandle {
+            domain: quadratic(),
+            migrants: island,
+        };
+        let (stop, shutdown) = watch::channel(false);
+        tokio::spawn(run(
+            Arc::clone(&ctx),
+            BTreeMap::from([(quadratic(), evaluator)]),
+            vec![handle],
+            shutdown,
+        ));
+
+        // The other node's candidate, trained for real, committed in a block.
+        let hyperparameters: BTreeMap<String, f64> = (0..10)
+            .map(|i| (format!("x{i}"), f64::from(i) - 4.0))
+            .collect();
+        let trained = plugin
+            .trainer()
+            .unwrap()
+            .train(&TrainRequest {
+                hyperparameters: &hyperparameters,
+                seed: 5,
+                limits: &limits,
+            })
+            .unwrap();
+        let params_hash = ctx.blobs.put(&trained.params, u64::MAX).unwrap();
+        let claim = trained.claimed_performance;
+        let salt = [9; 32];
+        let commitment =
+            optimae::commitment(&quadratic(), &other.account(), &params_hash, claim, &salt);
+        let stake = ctx.params.domains[0].min_stake;
+        ctx.submit(tx(
+            &ctx,
+            &other,
+            0,
+            TxKind::Commit {
+                domain: quadratic(),
+                commitment,
+                stake,
+            },
+        ))
+        .unwrap();
+        block_above(&ctx, 0).await;
+
+        // Its reveal reaches the mempool; no block is made.
+        let height = ctx.view().tip.height;
+        let metrics = hyperparameters
+            .iter()
+            .map(|(k, v)| Metric {
+                name: format!("hp.{k}"),
+                value: *v,
+            })
+            .collect();
+        ctx.submit(tx(
+            &ctx,
+            &other,
+            1,
+            TxKind::Reveal {
+                commitment,
+                params_hash,
+                params_size: trained.params.len() as u64,
+                claim,
+                salt,
+                metrics,
+            },
+        ))
+        .unwrap();
+        let migrant =
+            tokio::task::spawn_blocking(move || migrants.recv_timeout(Duration::from_secs(20)))
+                .await
+                .unwrap()
+                .expect("the reveal was measured and migrated before its block");
+        let Migration::Revealed(m) = migrant else {
+            panic!("not a revealed migrant: {migrant:?}");
+        };
+        assert_eq!(ctx.view().tip.height, height, "no block was made");
+        assert_eq!(m.hyperparameters, hyperparameters);
+        assert!(
+            (m.performance - claim).abs() < 0.5,
+            "{} vs {claim}",
+            m.performance
+        );
+
+        // The reveal's block draws the node: the measurement taken is voted at once.
+        block_above(&ctx, height).await;
+        let voted = || {
+            ctx.mempool.lock().unwrap().candidates(100).iter().any(
+                |t| matches!(t.body.kind, TxKind::Vote { commitment: c, .. } if c == commitment),
+            )
+        };
+        for _ in 0..200 {
+            if voted() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(voted(), "no vote after the reveal's block");
+        let _ = stop.send(true);
+    }
+}

@@ -510,3 +510,106 @@ fn metrics_of(proposal: &Proposal) -> Vec<Metric> {
 fn short(h: &Hash32) -> String {
     h.to_hex()[..12].to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use doin_core::amount::Amount;
+    use doin_core::identity::Keypair;
+    use doin_core::params::ChainParams;
+    use doin_optimizer::{EngineResult, EngineStats};
+
+    use super::*;
+    use crate::producer::produce_once;
+
+    /// An engine that proposes the given candidates, one per round, then nothing.
+    struct Scripted(VecDeque<Proposal>);
+
+    impl OptimizerRole for Scripted {
+        fn step(&mut self) -> EngineResult<Step> {
+            Ok(self
+                .0
+                .pop_front()
+                .map_or(Step::NoImprovement, Step::Improved))
+        }
+        fn observe_champion(&mut self, _: Migrant) -> EngineResult<()> {
+            Ok(())
+        }
+        fn stats(&self) -> EngineStats {
+            EngineStats {
+                rounds: 0,
+                improvements: 0,
+                best_performance: None,
+                champion_performance: f64::NEG_INFINITY,
+                stalled_rounds: 0,
+                stalled: false,
+                converged: false,
+                ga: None,
+            }
+        }
+    }
+
+    fn candidate(claim: f64) -> Proposal {
+        Proposal {
+            params: doin_plugins::quadratic::encode_params(&[claim; 10]),
+            claimed_performance: claim,
+            ..Proposal::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_better_candidate_is_committed_while_the_first_awaits_its_verdict() {
+        let node = Keypair::from_seed([1; 32]);
+        let quadratic = DomainId::new("quadratic").unwrap();
+        let mut params = ChainParams::dev("in-flight");
+        params.genesis_allocations = vec![(node.account(), Amount::from_doin(100))];
+        params.genesis_evaluators = vec![(quadratic.clone(), node.account())];
+        params.target_block_time_ms = 50;
+        params.max_block_interval_ms = 200;
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = crate::test_support::context(
+            dir.path(),
+            params,
+            node,
+            std::slice::from_ref(&quadratic),
+        )
+        .await;
+        let me = ctx.account();
+        // No evaluator runs: no verdict comes, so both optimae stay pending.
+        let engine = Scripted(VecDeque::from([candidate(-100.0), candidate(-50.0)]));
+        let (stop, shutdown) = watch::channel(false);
+        let _handle = spawn(
+            Arc::clone(&ctx),
+            quadratic.clone(),
+            Box::new(engine),
+            Duration::from_millis(300),
+            shutdown,
+        )
+        .unwrap();
+        let revealed_pending = || -> Vec<f64> {
+            ctx.view()
+                .state
+                .optimae
+                .values()
+                .filter(|p| p.optimizer == me && p.domain == quadratic)
+                .filter_map(|p| p.reveal.as_ref().map(|r| r.claim))
+                .collect()
+        };
+        for _ in 0..400 {
+            produce_once(&ctx).await.unwrap();
+            if revealed_pending().len() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut claims = revealed_pending();
+        claims.sort_by(f64::total_cmp);
+        assert_eq!(
+            claims,
+            vec![-100.0, -50.0],
+            "both revealed and pending at once"
+        );
+        let _ = stop.send(true);
+    }
+}
