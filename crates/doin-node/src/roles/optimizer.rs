@@ -96,7 +96,12 @@ fn engine_loop(
     let mut reports = Reports::new(&ctx);
     while !*shutdown.borrow() {
         let round_start = std::time::Instant::now();
-        reports.take_in(&ctx, &domain, engine.as_mut());
+        if runtime.converged.load(Ordering::Relaxed) {
+            // A converged domain uses no compute: no spot checks either.
+            reports.drop_pending();
+        } else {
+            reports.take_in(&ctx, &domain, engine.as_mut());
+        }
         while let Ok(migration) = migrants.try_recv() {
             let adopted = match migration {
                 Migration::Champion(migrant) => engine.observe_champion(migrant),
@@ -218,6 +223,11 @@ impl Reports {
                 Err(e) => tracing::warn!("{domain}: trial report of {} not used: {e}", r.reporter),
             }
         }
+    }
+
+    /// Discards the reports that arrived (a converged engine does not learn).
+    fn drop_pending(&mut self) {
+        self.inbound = self.inbound.resubscribe();
     }
 
     /// Signs the engine's trainings since the last round into one report for the network
