@@ -21,7 +21,9 @@
 //! commit rule (beat the champion and the last commit by ε, within the domain's size limit),
 //! L2 patience (`optimization_patience` rounds without progress is a stall), the stop
 //! criterion (`target_performance`: a converged domain stops consuming compute) and
-//! migration (champions of other islands are injected into the plugin's optimizer).
+//! migration (champions of other islands are injected into the plugin's optimizer). Islands
+//! also exchange their trainings as trial reports ([`reports`]), which the GA's L3 surrogate
+//! learns from after spot-checking them.
 //!
 //! The node composes the engine as a `Box<dyn OptimizerRole>`, so that tests and other
 //! engines (a GA over a plugin's `Train` capability, an external process) can stand in.
@@ -128,6 +130,6 @@ mod tests;
 #[cfg(test)]
 mod tests_ga;
 #[cfg(test)]
-mod tests_reports;
-#[cfg(test)]
 mod tests_landscapes;
+#[cfg(test)]
+mod tests_reports;

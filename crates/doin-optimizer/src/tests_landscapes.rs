@@ -40,7 +40,8 @@ struct Landscape {
 
 impl Landscape {
     fn new(shape: Shape) -> Self {
-        let quadratic = Quadratic::new(&PluginSetup::new(DomainId::new("quadratic").unwrap())).unwrap();
+        let quadratic =
+            Quadratic::new(&PluginSetup::new(DomainId::new("quadratic").unwrap())).unwrap();
         let target = quadratic.config().target().to_vec();
         // A random orthogonal matrix: Gram-Schmidt on Gaussian rows, from a fixed seed.
         let mut rng = Rng::derive(0x726f_7461_7465, &[DIMS as u64]);
