@@ -230,8 +230,8 @@ impl Reports {
         self.inbound = self.inbound.resubscribe();
     }
 
-    /// Signs the engine's trainings since the last round into one report for the network
-    /// (only when there is one: a node without networking keeps them).
+    /// Signs the engine's trainings since the last round into one report for the network (a
+    /// node without networking drops them: nobody would read them).
     fn send_out(&mut self, ctx: &NodeContext, domain: &DomainId, engine: &mut dyn OptimizerRole) {
         let trials = engine.take_trials();
         if trials.is_empty() || ctx.net.handle.get().is_none() {
