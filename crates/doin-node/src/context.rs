@@ -62,6 +62,9 @@ pub struct DomainRuntime {
     pub converged: AtomicBool,
     /// Rounds the local optimizer has run.
     pub rounds: AtomicU64,
+    /// The local optimizer's counters after its latest round (`None` before the first), for
+    /// `GET /domains`: its levels, surrogate and trial reports at a glance.
+    pub search: Mutex<Option<doin_optimizer::EngineStats>>,
 }
 
 /// Why a submitted transaction was refused. Nothing changed.

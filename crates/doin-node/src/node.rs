@@ -161,6 +161,7 @@ pub async fn run(settings: Settings, registry: PluginRegistry) -> anyhow::Result
                     .is_some_and(|c| c.performance >= t)
             })),
             rounds: AtomicU64::new(0),
+            search: std::sync::Mutex::new(None),
         })
         .collect();
     let ctx = Arc::new(NodeContext {

@@ -71,6 +71,7 @@ pub(crate) async fn context(
                 target_performance: Some(-1.0),
                 converged: AtomicBool::new(false),
                 rounds: AtomicU64::new(3),
+                search: Mutex::new(None),
             })
             .collect(),
         events: broadcast::channel(64).0,

@@ -181,6 +181,18 @@ fn trial_reports_flow_between_islands_and_lies_and_forgeries_are_refused() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The engine's own account of it: the honest trials joined its surrogate's records and
+    // were dropped again with the reporter's refutation.
+    let ga =
+        || common::get_json(node.port, "/domains")["domains"][0]["local"]["search"]["ga"].clone();
+    common::wait_for(
+        "the refutation in the engine's stats",
+        Duration::from_secs(10),
+        || ga()["refuted_reporters"] == 1,
+    );
+    let ga = ga();
+    assert_eq!(ga["reported_records"], 0, "{ga}");
+    assert!(ga["spot_checks"].as_u64().unwrap() >= 2, "{ga}");
     let log = node.stop();
     assert!(log.contains("spot check reproduced"), "{log}");
 }

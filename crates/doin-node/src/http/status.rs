@@ -186,6 +186,10 @@ pub(super) struct LocalDomain {
     target_performance: Option<f64>,
     converged: bool,
     rounds: u64,
+    /// The optimizer's counters after its latest round (`EngineStats`: L2 patience, the
+    /// GA's generation, surrogate and trial reports), null before the first.
+    #[schemars(with = "Option<serde_json::Value>")]
+    search: Option<doin_optimizer::EngineStats>,
 }
 
 /// Every domain of the chain with its champion; `local` says what this node does in it.
@@ -212,6 +216,7 @@ pub(super) async fn domains(State(api): State<ApiState>) -> Response {
                     target_performance: d.target_performance,
                     converged: d.converged.load(Ordering::Relaxed),
                     rounds: d.rounds.load(Ordering::Relaxed),
+                    search: *d.search.lock().unwrap_or_else(|e| e.into_inner()),
                 }),
             }
         })

@@ -355,7 +355,7 @@ async fn status_and_domains_show_the_champion() {
     assert_eq!(d["pending_optimae"], 0);
     assert_eq!(
         d["local"],
-        json!({ "optimize": true, "evaluate": true, "target_performance": -1.0, "converged": true, "rounds": 3 })
+        json!({ "optimize": true, "evaluate": true, "target_performance": -1.0, "converged": true, "rounds": 3, "search": null })
     );
 }
 

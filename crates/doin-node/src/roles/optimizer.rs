@@ -162,6 +162,7 @@ fn engine_loop(
             }
         }
         runtime.rounds.fetch_add(1, Ordering::Relaxed);
+        *runtime.search.lock().unwrap_or_else(|e| e.into_inner()) = Some(engine.stats());
         reports.send_out(&ctx, &domain, engine.as_mut());
         // Paced rounds (`round_interval_ms`): the rest of the interval, in short sleeps so a
         // shutdown is not held up.
