@@ -151,8 +151,8 @@ pub struct GaConfig {
     pub meta_kappa: f64,
     /// Records before the surrogate is used (default: the population size).
     pub meta_min_records: usize,
-    /// Probability of retraining the best trial of another island's report (after its first,
-    /// always checked) before its trials join the surrogate's records.
+    /// Probability of retraining one trial of another island's report (a reporter's first
+    /// is always checked) before its trials join the surrogate's records.
     pub trial_spot_checks: f64,
 }
 

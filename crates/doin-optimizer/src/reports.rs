@@ -9,8 +9,10 @@
 //! proposes from it is still trained here and verified by a quorum before it counts. A false
 //! report can only waste this island's rounds. To bound that, the book:
 //!
-//! * **spot-checks**: the best trial of a reporter's first report, and of each later report
-//!   with probability `trial_spot_checks`, is retrained with its own seed; a trial that does
+//! * **spot-checks**: one trial, drawn at random, of a reporter's first report and of each
+//!   later report with probability `trial_spot_checks`, is retrained with its own seed (a lie
+//!   in any trial of a report is caught with probability `trial_spot_checks` / its trials
+//!   per report, and a reporter keeps lying at that risk every time); a trial that does
 //!   not reproduce within [`SPOT_CHECK_TOLERANCE`] refutes the reporter: its records leave
 //!   and its reports are refused from then on;
 //! * **bounds what reports can take**: at most [`MAX_REPORTED_RECORDS`] reported records
@@ -91,7 +93,8 @@ impl ReportBook {
     }
 
     /// Decides what to do with `reporter`'s report `sequence`. `seed` (the island's run seed)
-    /// makes the spot-check draw reproducible and unpredictable to the reporter.
+    /// makes the spot-check draws reproducible, and unpredictable to a reporter that does not
+    /// know it.
     pub(crate) fn admit(
         &mut self,
         reporter: &AccountId,
@@ -124,19 +127,16 @@ impl ReportBook {
             refuted: false,
         });
         entry.last_sequence = sequence;
-        let Some(best) = trials
-            .iter()
-            .enumerate()
-            .max_by(|(_, a), (_, b)| a.performance.total_cmp(&b.performance))
-            .map(|(i, _)| i)
-        else {
+        if trials.is_empty() {
             return Admission::Add;
-        };
+        }
         let mut key = [0u8; 8];
         key.copy_from_slice(&reporter.0[..8]);
         let mut rng = Rng::derive(TAG_SPOT, &[seed, u64::from_le_bytes(key), sequence]);
+        // Any trial may be the one checked, so a lie anywhere in a report is at risk.
+        let pick = rng.index(trials.len());
         if !entry.checked || rng.chance(spot_checks) {
-            Admission::Check(best)
+            Admission::Check(pick)
         } else {
             Admission::Add
         }
