@@ -13,8 +13,9 @@
 //!   and receipts from the store, so counters never skip a block (up to
 //!   [`MAX_BACKFILL_BLOCKS`] at once).
 //! - **Gauges** ([`Metrics::refresh`]): set from memory (the chain view, the mempool, the
-//!   domain runtimes) after every block and again at every scrape, so a scrape never shows
-//!   a mempool or round count older than the request.
+//!   domain runtimes, among them each optimizer's latest counters: rounds, surrogate
+//!   records, spot checks of trial reports) after every block and again at every scrape, so
+//!   a scrape never shows a mempool or round count older than the request.
 //! - **Inference** ([`Metrics::record_inference`]): the inference service records every
 //!   query's result and, for answered ones, latency and payment.
 //!
@@ -190,6 +191,10 @@ pub struct Metrics {
     votes: Family<AgreementLabels, Counter>,
     best_performance: Family<DomainLabels, FloatGauge>,
     rounds: Family<DomainLabels, Counter>,
+    surrogate_records: Family<DomainLabels, Gauge>,
+    reported_records: Family<DomainLabels, Gauge>,
+    spot_checks: Family<DomainLabels, Counter>,
+    refuted_reporters: Family<DomainLabels, Counter>,
     inference_requests: Family<InferenceLabels, Counter>,
     inference_latency: Family<DomainLabels, Histogram, fn() -> Histogram>,
     vouchers: Family<DomainLabels, Counter>,
@@ -233,6 +238,10 @@ impl Metrics {
             votes: Family::default(),
             best_performance: Family::default(),
             rounds: Family::default(),
+            surrogate_records: Family::default(),
+            reported_records: Family::default(),
+            spot_checks: Family::default(),
+            refuted_reporters: Family::default(),
             inference_requests: Family::default(),
             inference_latency: Family::new_with_constructor(inference_histogram),
             vouchers: Family::default(),
@@ -351,6 +360,26 @@ impl Metrics {
             m.rounds.clone(),
         );
         r.register(
+            "optimizer_surrogate_records",
+            "Records the GA's L3 surrogate learns from (its own trainings and other islands')",
+            m.surrogate_records.clone(),
+        );
+        r.register(
+            "optimizer_reported_records",
+            "Of the surrogate's records, those other islands reported (trial reports)",
+            m.reported_records.clone(),
+        );
+        r.register(
+            "optimizer_spot_checks",
+            "Trials of other islands' reports retrained to check them",
+            m.spot_checks.clone(),
+        );
+        r.register(
+            "optimizer_refuted_reporters",
+            "Reporters whose spot-checked trial did not reproduce (their reports are refused)",
+            m.refuted_reporters.clone(),
+        );
+        r.register(
             "inference_requests",
             "Inference queries, per domain and result (ok or the error code)",
             m.inference_requests.clone(),
@@ -441,6 +470,23 @@ impl Metrics {
             let counter = self.rounds.get_or_create(&domain_labels(&d.id));
             let total = d.rounds.load(Ordering::Relaxed);
             counter.inc_by(total.saturating_sub(counter.get()));
+            let search = *d.search.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(ga) = search.and_then(|s| s.ga) {
+                let labels = domain_labels(&d.id);
+                self.surrogate_records
+                    .get_or_create(&labels)
+                    .set(i64::try_from(ga.records).unwrap_or(i64::MAX));
+                self.reported_records
+                    .get_or_create(&labels)
+                    .set(i64::try_from(ga.reported_records).unwrap_or(i64::MAX));
+                for (family, total) in [
+                    (&self.spot_checks, ga.spot_checks),
+                    (&self.refuted_reporters, ga.refuted_reporters),
+                ] {
+                    let counter = family.get_or_create(&labels);
+                    counter.inc_by(total.saturating_sub(counter.get()));
+                }
+            }
         }
         self.start_time.set(ctx.started_at_ms as f64 / 1000.0);
         self.uptime

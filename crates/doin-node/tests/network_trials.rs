@@ -193,6 +193,25 @@ fn trial_reports_flow_between_islands_and_lies_and_forgeries_are_refused() {
     let ga = ga();
     assert_eq!(ga["reported_records"], 0, "{ga}");
     assert!(ga["spot_checks"].as_u64().unwrap() >= 2, "{ga}");
+    let metrics = ureq::get(&format!("http://127.0.0.1:{}/metrics", node.port))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let quadratic = ["domain=\"quadratic\""];
+    assert_eq!(
+        metric_sample(
+            &metrics,
+            "doin_optimizer_refuted_reporters_total",
+            &quadratic
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        metric_sample(&metrics, "doin_optimizer_spot_checks_total", &quadratic) >= Some(2.0),
+        "{metrics}"
+    );
     let log = node.stop();
     assert!(log.contains("spot check reproduced"), "{log}");
 }
