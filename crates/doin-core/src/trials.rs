@@ -92,7 +92,7 @@ impl TrialReport {
 
     /// Field sanity: bounded counts and names, finite numbers (a surrogate cannot learn from
     /// NaN, and a bounded report cannot exhaust a receiver).
-    fn check_fields(&self) -> Result<(), TrialError> {
+    pub fn check_fields(&self) -> Result<(), TrialError> {
         if self.trials.is_empty() || self.trials.len() > MAX_TRIALS_PER_REPORT {
             return Err(field(
                 "trials",

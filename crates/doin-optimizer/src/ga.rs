@@ -1207,14 +1207,20 @@ impl Optimize for Genetic {
                 (u, p, false)
             };
             let hyperparameters = self.decode(&unit);
+            let seed = self.training_seed(&hyperparameters);
             let request = TrainRequest {
                 hyperparameters: &hyperparameters,
-                seed: self.training_seed(&hyperparameters),
+                seed,
                 limits: &self.limits,
             };
             match self.trainer()?.train(&request) {
                 Ok(p) if p.claimed_performance.is_finite() => {
-                    outcome = Some((unit, parent_best, screened, p));
+                    let trial = Trial {
+                        hyperparameters,
+                        seed,
+                        performance: p.claimed_performance,
+                    };
+                    outcome = Some((unit, parent_best, screened, p, trial));
                     break;
                 }
                 Ok(p) => {
@@ -1231,7 +1237,7 @@ impl Optimize for Genetic {
                 Err(e) => return Err(e),
             }
         }
-        let Some((unit, parent_best, screened, proposal)) = outcome else {
+        let Some((unit, parent_best, screened, proposal, trial)) = outcome else {
             return Err(last_error.unwrap_or_else(|| {
                 PluginError::Failed("the GA produced no trainable candidate".into())
             }));
@@ -1242,12 +1248,7 @@ impl Optimize for Genetic {
         if self.outbox.len() == MAX_TRIALS_PER_REPORT {
             self.outbox.pop_front();
         }
-        let hyperparameters = self.decode(&unit);
-        self.outbox.push_back(Trial {
-            seed: self.training_seed(&hyperparameters),
-            hyperparameters,
-            performance: fitness,
-        });
+        self.outbox.push_back(trial);
         self.records.push(Record {
             unit: unit.clone(),
             performance: fitness,

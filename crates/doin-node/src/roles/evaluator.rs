@@ -231,11 +231,9 @@ fn spawn_measurement(
         .then(|| optimizers.iter().find(|h| h.domain == m.domain))
         .flatten()
         .map(|h| h.migrants.clone());
-    let rules = ctx.params.domain(&m.domain).map(VerdictRules::from);
-    let max_bytes = ctx
-        .params
-        .domain(&m.domain)
-        .map_or(0, |d| d.limits.max_params_bytes);
+    let domain_params = ctx.params.domain(&m.domain);
+    let rules = domain_params.map(VerdictRules::from);
+    let max_bytes = domain_params.map_or(0, |d| d.limits.max_params_bytes);
     let (ctx, measured) = (Arc::clone(ctx), Arc::clone(measured));
     tokio::spawn(async move {
         let domain = m.domain.clone();

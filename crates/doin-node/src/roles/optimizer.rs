@@ -100,7 +100,7 @@ fn engine_loop(
             // A converged domain uses no compute: no spot checks either.
             reports.drop_pending();
         } else {
-            reports.take_in(&ctx, &domain, engine.as_mut());
+            reports.take_in(&domain, engine.as_mut());
         }
         while let Ok(migration) = migrants.try_recv() {
             let adopted = match migration {
@@ -194,7 +194,7 @@ impl Reports {
 
     /// Hands the reports that arrived since the last round to the engine (which
     /// spot-checks some by retraining).
-    fn take_in(&mut self, ctx: &NodeContext, domain: &DomainId, engine: &mut dyn OptimizerRole) {
+    fn take_in(&mut self, domain: &DomainId, engine: &mut dyn OptimizerRole) {
         loop {
             let report = match self.inbound.try_recv() {
                 Ok(report) => report,
@@ -204,8 +204,9 @@ impl Reports {
                 }
                 Err(_) => return,
             };
+            // The network hands over no report of this node's own.
             let r = &report.report;
-            if &r.domain != domain || r.reporter == ctx.account() {
+            if &r.domain != domain {
                 continue;
             }
             match engine.observe_trials(&r.reporter, r.sequence, &r.trials) {
@@ -246,14 +247,13 @@ impl Reports {
             sequence: self.sequence,
             trials,
         };
-        let signed = report.sign(&ctx.key);
         // A domain with more or longer-named hyperparameters than a report carries: receivers
         // would refuse it (and blame this node), so it stays here.
-        if let Err(e) = signed.verify(&ctx.params.chain_id) {
+        if let Err(e) = report.check_fields() {
             tracing::debug!("{domain}: trial report not sent: {e}");
             return;
         }
-        let _ = ctx.net.outbound_trials.send(signed);
+        let _ = ctx.net.outbound_trials.send(report.sign(&ctx.key));
     }
 }
 
