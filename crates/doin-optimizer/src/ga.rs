@@ -1030,7 +1030,7 @@ impl Genetic {
         }
         let records = self.surrogate_records();
         let select = self.gp_choice.is_none()
-            || self.records.len() < SELECT_EVERY_ROUND_BELOW
+            || records.len() < SELECT_EVERY_ROUND_BELOW
             || self.fits_since_selection >= SELECTION_REFRESH;
         let refit = if select {
             None
